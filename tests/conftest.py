@@ -1,0 +1,190 @@
+"""Fixtures: a real control plane, a real moto server, and the operator as a real process.
+
+Session-scoped: the control plane (or USE_EXISTING_CLUSTER=true with the current KUBECONFIG),
+the moto server, and one shared operator watching the `shared-*` namespaces. Tests that need
+their own configuration start their own operator on their own namespace (`operator_factory`),
+so two operators never handle the same object. Isolation in moto is by account id and by
+unique role names; namespaces are fresh per test and never waited on when deleted (there is
+no kube-controller-manager to finish the deletion).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.stack.controlplane import ControlPlane, control_plane_binaries
+from tests.stack.kube import Kubectl
+from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
+from tests.stack.operator import OperatorProcess, dev_config
+
+SHARED_NAMESPACE_PREFIX = "shared-"
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def cluster(stack_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """(kubeconfig, kubectl binary) of a real API server."""
+    if os.environ.get("USE_EXISTING_CLUSTER", "").lower() == "true":
+        kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+        kubectl_bin = shutil.which("kubectl") or str(control_plane_binaries() / "kubectl")
+        yield kubeconfig, Path(kubectl_bin)
+        return
+    plane = ControlPlane(stack_dir / "controlplane").start()
+    try:
+        yield plane.kubeconfig, plane.kubectl_path
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: tuple[Path, Path]) -> Kubectl:
+    """Real kubectl against the test cluster, with the CRD from deploy/crds installed."""
+    kubeconfig, binary = cluster
+    client = Kubectl(binary, kubeconfig)
+    client.install_crd()
+    return client
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace watched by the shared operator."""
+    name = f"{SHARED_NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
+    kubectl.create_namespace(name)
+    yield name
+    kubectl.delete_namespace_nowait(name)
+
+
+@pytest.fixture
+def own_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace that only a test's own operator watches."""
+    name = f"own-{uuid.uuid4().hex[:10]}"
+    kubectl.create_namespace(name)
+    yield name
+    kubectl.delete_namespace_nowait(name)
+
+
+@pytest.fixture(scope="session")
+def moto(stack_dir: Path) -> Iterator[MotoServer]:
+    server = MotoServer(stack_dir / "moto").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(moto: MotoServer) -> Callable[..., Any]:
+    """boto3 clients against moto; `aws("iam", account_id=...)` assumes into that account."""
+    env = moto.aws_env()
+
+    def client(service: str, account_id: str = DEFAULT_ACCOUNT_ID) -> Any:
+        session = boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        if account_id != DEFAULT_ACCOUNT_ID:
+            creds = session.client("sts", endpoint_url=moto.url).assume_role(
+                RoleArn=f"arn:aws:iam::{account_id}:role/ecsrole-tests", RoleSessionName="tests"
+            )["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=env["AWS_DEFAULT_REGION"],
+            )
+        return session.client(service, endpoint_url=moto.url)
+
+    return client
+
+
+_running: list[tuple[OperatorProcess, int]] = []
+
+
+OperatorFactory = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def operator_factory(
+    cluster: tuple[Path, Path], moto: MotoServer, kubectl: Kubectl, tmp_path: Path
+) -> Iterator[OperatorFactory]:
+    """Start `ecsrole run` with a given configuration, watching given namespaces."""
+    started: list[OperatorProcess] = []
+
+    def start(
+        config: Mapping[str, Any], *, namespaces: Sequence[str], **kwargs: Any
+    ) -> OperatorProcess:
+        process = OperatorProcess(
+            tmp_path / f"operator-{len(started)}",
+            config=config,
+            kubeconfig=cluster[0],
+            aws_env=moto.aws_env(),
+            namespaces=namespaces,
+            **kwargs,
+        )
+        started.append(process)
+        _running.append((process, 0))
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+        _running.remove(next(r for r in _running if r[0] is process))
+
+
+@pytest.fixture(scope="session")
+def shared_operator(
+    cluster: tuple[Path, Path], moto: MotoServer, kubectl: Kubectl, stack_dir: Path
+) -> Iterator[OperatorProcess]:
+    """One operator for the `shared-*` namespaces, configured like `make dev`."""
+    config = dev_config(
+        "e2e-shared",
+        {DEFAULT_ACCOUNT_ID: {"namespaces": [f"{SHARED_NAMESPACE_PREFIX}*"]}},
+    )
+    process = OperatorProcess(
+        stack_dir / "shared-operator",
+        config=config,
+        kubeconfig=cluster[0],
+        aws_env=moto.aws_env(),
+        namespaces=[f"{SHARED_NAMESPACE_PREFIX}*"],
+    ).start()
+    _running.append((process, 0))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _remember_log_offsets() -> None:
+    """Note where each running operator's log stands, so a failure shows only its own lines."""
+    for index, (process, _) in enumerate(_running):
+        size = process.log_path.stat().st_size if process.log_path.exists() else 0
+        _running[index] = (process, size)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and call.when in ("call", "setup"):
+        for process, offset in _running:
+            if not process.log_path.exists():
+                continue
+            with process.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+            tail = "\n".join(text.splitlines()[-200:])
+            report.sections.append((f"operator log ({process.workdir.name})", tail))
+    return report

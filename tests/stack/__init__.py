@@ -1,0 +1,1 @@
+"""The local stack shared by `make dev` and the tests: control plane, moto, the operator."""

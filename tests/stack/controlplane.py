@@ -1,0 +1,269 @@
+"""A real Kubernetes control plane (etcd + kube-apiserver) on 127.0.0.1, started the way envtest does.
+
+The binaries come from `hack/controlplane/build.sh` (built from the official Go modules at a
+pinned release and cached outside the checkout), or from KUBEBUILDER_ASSETS when set.
+Certificates and credentials are generated per start: a CA, a serving certificate for
+127.0.0.1, an admin client certificate in system:masters, and a service-account signing key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.stack.processes import ChildProcess, free_port, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane" / "build.sh"
+
+
+def control_plane_binaries() -> Path:
+    """Folder with etcd, kube-apiserver and kubectl, building them once per pin if needed."""
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificate(
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    *,
+    issuer: x509.Name,
+    issuer_key: rsa.RSAPrivateKey,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    else:
+        usage = (
+            x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+            if server
+            else (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+        )
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+@dataclass
+class Credentials:
+    """Files the API server and its clients need, generated fresh for each start."""
+
+    ca_cert: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path
+    admin_key: Path
+    service_account_key: Path
+
+    @classmethod
+    def generate(cls, folder: Path) -> Credentials:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca_key = _key()
+        ca_name = _name("ecsrole-test-ca")
+        ca = _certificate(ca_name, ca_key, issuer=ca_name, issuer_key=ca_key, ca=True)
+        serving_key = _key()
+        serving = _certificate(
+            _name("kube-apiserver"), serving_key, issuer=ca_name, issuer_key=ca_key, server=True
+        )
+        admin_key = _key()
+        admin = _certificate(
+            _name("admin", "system:masters"), admin_key, issuer=ca_name, issuer_key=ca_key
+        )
+        files = cls(
+            ca_cert=folder / "ca.crt",
+            serving_cert=folder / "apiserver.crt",
+            serving_key=folder / "apiserver.key",
+            admin_cert=folder / "admin.crt",
+            admin_key=folder / "admin.key",
+            service_account_key=folder / "sa.key",
+        )
+        files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        files.serving_cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
+        files.serving_key.write_bytes(_pem_key(serving_key))
+        files.admin_cert.write_bytes(admin.public_bytes(serialization.Encoding.PEM))
+        files.admin_key.write_bytes(_pem_key(admin_key))
+        files.service_account_key.write_bytes(_pem_key(_key()))
+        for secret in (files.serving_key, files.admin_key, files.service_account_key):
+            secret.chmod(0o600)
+        return files
+
+
+class ControlPlane:
+    """etcd and kube-apiserver as child processes, with a kubeconfig for an admin user."""
+
+    def __init__(self, workdir: Path, binaries: Path | None = None) -> None:
+        self.workdir = workdir
+        self.binaries = binaries or control_plane_binaries()
+        self.kubeconfig = workdir / "kubeconfig"
+        self.etcd: ChildProcess | None = None
+        self.apiserver: ChildProcess | None = None
+        self.url = ""
+
+    @property
+    def kubectl_path(self) -> Path:
+        return self.binaries / "kubectl"
+
+    def start(self, timeout: float = 120.0) -> ControlPlane:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        credentials = Credentials.generate(self.workdir / "pki")
+        self._start_etcd()
+        self._start_apiserver(credentials)
+        self._write_kubeconfig(credentials)
+        wait_until(self._ready, timeout=timeout, what="kube-apiserver /readyz")
+        return self
+
+    def _start_etcd(self) -> None:
+        client_port, peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        self.etcd = ChildProcess(
+            "etcd",
+            [
+                str(self.binaries / "etcd"),
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            self.workdir / "etcd.log",
+        ).start()
+
+    def _start_apiserver(self, credentials: Credentials) -> None:
+        port = free_port()
+        self.url = f"https://127.0.0.1:{port}"
+        self.apiserver = ChildProcess(
+            "kube-apiserver",
+            [
+                str(self.binaries / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'certs'}",
+                f"--tls-cert-file={credentials.serving_cert}",
+                f"--tls-private-key-file={credentials.serving_key}",
+                f"--client-ca-file={credentials.ca_cert}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={credentials.service_account_key}",
+                f"--service-account-signing-key-file={credentials.service_account_key}",
+                "--enable-priority-and-fairness=false",
+                "--v=0",
+            ],
+            self.workdir / "kube-apiserver.log",
+        ).start()
+        self.credentials = credentials
+
+    def _write_kubeconfig(self, credentials: Credentials) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "ecsrole-test",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority": str(credentials.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(credentials.admin_cert),
+                        "client-key": str(credentials.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "ecsrole-test", "context": {"cluster": "ecsrole-test", "user": "admin"}}
+            ],
+            "current-context": "ecsrole-test",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+
+    def _ready(self) -> bool:
+        for child in (self.etcd, self.apiserver):
+            assert child is not None
+            child.ensure_alive()
+        context = ssl.create_default_context(cafile=str(self.credentials.ca_cert))
+        context.load_cert_chain(str(self.credentials.admin_cert), str(self.credentials.admin_key))
+        with urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=5) as response:  # noqa: S310
+            return bool(response.status == 200)
+
+    def stop(self) -> None:
+        for child in (self.apiserver, self.etcd):
+            if child is not None:
+                child.stop()

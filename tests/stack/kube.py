@@ -1,0 +1,111 @@
+"""Real kubectl against the stack's API server, plus waiting for conditions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO_ROOT / "deploy" / "crds" / "iam.ecsrole.dev_ecsexecutionroles.yaml"
+KIND = "ecsexecutionroles.iam.ecsrole.dev"
+
+
+class Kubectl:
+    """Calls the real kubectl binary with the stack's kubeconfig."""
+
+    def __init__(self, binary: Path | str, kubeconfig: Path) -> None:
+        self.binary = str(binary)
+        self.kubeconfig = kubeconfig
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+            )
+        return result
+
+    def apply(self, manifest: Mapping[str, Any] | str, namespace: str | None = None) -> None:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(dict(manifest))
+        args = ["apply", "--server-side", "--field-manager=e2e", "-f", "-"]
+        if namespace:
+            args += ["-n", namespace]
+        self(*args, input=text)
+
+    def get_json(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        args = ["get", kind, name, "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        result = self(*args, check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return None
+            raise AssertionError(f"kubectl get {kind} {name} failed: {result.stderr}")
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document
+
+    def install_crd(self) -> None:
+        self("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
+        self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{KIND}")
+
+    def create_namespace(self, name: str) -> None:
+        self("create", "namespace", name)
+
+    def delete_namespace_nowait(self, name: str) -> None:
+        # Without kube-controller-manager a namespace never finishes deleting: never wait.
+        self("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def condition(resource: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    if not resource:
+        return None
+    for item in resource.get("status", {}).get("conditions", []) or []:
+        if item.get("type") == type_:
+            return dict(item)
+    return None
+
+
+def wait_for_condition(
+    kubectl: Kubectl,
+    namespace: str,
+    name: str,
+    type_: str,
+    status: str = "True",
+    *,
+    reason: str | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Poll the resource until condition `type_` has `status` (and `reason`); return the resource."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        last = kubectl.get_json(KIND, name, namespace)
+        found = condition(last, type_)
+        if (
+            found
+            and found.get("status") == status
+            and (reason is None or found.get("reason") == reason)
+        ):
+            assert last is not None
+            return last
+        time.sleep(0.25)
+    shown = json.dumps((last or {}).get("status"), indent=2)
+    raise AssertionError(
+        f"{namespace}/{name}: condition {type_}={status}"
+        f"{f' ({reason})' if reason else ''} not reached in {timeout:.0f}s; status was:\n{shown}"
+    )

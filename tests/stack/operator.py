@@ -1,0 +1,116 @@
+"""The operator as a real process (`ecsrole run`), as users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.stack.processes import ChildProcess, free_port, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def ecsrole_executable() -> str:
+    """The `ecsrole` console script of the project's virtual environment."""
+    venv_script = REPO_ROOT / ".venv" / "bin" / "ecsrole"
+    if venv_script.exists():
+        return str(venv_script)
+    found = shutil.which("ecsrole")
+    if not found:
+        raise FileNotFoundError("no `ecsrole` command: run `make install` (uv sync) first")
+    return found
+
+
+def dev_config(
+    cluster_name: str, accounts: Mapping[str, Mapping[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """An operator configuration document (DESIGN section 3)."""
+    return {"clusterName": cluster_name, "region": "us-east-1", **extra, "accounts": dict(accounts)}
+
+
+class OperatorProcess:
+    """`ecsrole run` with its own config file, metrics and health ports, and log file."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        config: Mapping[str, Any],
+        kubeconfig: Path,
+        aws_env: Mapping[str, str],
+        namespaces: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        metrics_port: int | None = None,
+        health_port: int | None = None,
+        log_level: str = "DEBUG",
+    ) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        self.metrics_port = metrics_port or free_port()
+        self.health_port = health_port or free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.health_url = f"http://127.0.0.1:{self.health_port}/healthz"
+        argv = [
+            ecsrole_executable(),
+            "run",
+            f"--config={self.config_path}",
+            f"--metrics-address=127.0.0.1:{self.metrics_port}",
+            f"--health-address=127.0.0.1:{self.health_port}",
+            "--log-format=json",
+            f"--log-level={log_level}",
+            *(f"--namespace={ns}" for ns in namespaces),
+        ]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECSROLE_"))},
+            **aws_env,
+            "KUBECONFIG": str(kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.child = ChildProcess("ecsrole", argv, workdir / "operator.log", env=env)
+
+    @property
+    def log_path(self) -> Path:
+        return self.child.log_path
+
+    def start(self, timeout: float = 60.0) -> OperatorProcess:
+        self.child.start()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        def healthy() -> bool:
+            self.child.ensure_alive()
+            with urllib.request.urlopen(self.health_url, timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
+
+        wait_until(healthy, timeout=timeout, what=f"operator liveness at {self.health_url}")
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:  # noqa: S310
+            return str(response.read().decode())
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The operator's JSON log lines (non-JSON lines, e.g. a traceback, are kept as text)."""
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                lines.append({"event": raw, "_raw": True})
+        return lines
+
+    def stop(self) -> None:
+        self.child.stop()
+
+    def kill(self) -> None:
+        self.child.kill()
