@@ -62,6 +62,13 @@ class Kubectl:
     def install_crd(self) -> None:
         self("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
         self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{KIND}")
+        # The schema reaches /openapi/v3 (what `kubectl explain` reads) a little after
+        # Established; wait for it so explain and server-side apply see the new fields.
+        deadline = time.monotonic() + 60
+        while self("explain", "ecsexecutionroles.status.adopted", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("the CRD schema never reached the API server's OpenAPI")
+            time.sleep(0.5)
 
     def create_namespace(self, name: str) -> None:
         self("create", "namespace", name)
