@@ -159,8 +159,9 @@ def shared_operator(
         kubeconfig=cluster[0],
         aws_env=moto.aws_env(),
         namespaces=[f"{SHARED_NAMESPACE_PREFIX}*"],
-    ).start()
+    )
     _running.append((process, 0))
+    process.start()
     try:
         yield process
     finally:

@@ -169,10 +169,14 @@ class ControlPlane:
     def start(self, timeout: float = 120.0) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         credentials = Credentials.generate(self.workdir / "pki")
-        self._start_etcd()
-        self._start_apiserver(credentials)
-        self._write_kubeconfig(credentials)
-        wait_until(self._ready, timeout=timeout, what="kube-apiserver /readyz")
+        try:
+            self._start_etcd()
+            self._start_apiserver(credentials)
+            self._write_kubeconfig(credentials)
+            wait_until(self._ready, timeout=timeout, what="kube-apiserver /readyz")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _start_etcd(self) -> None:

@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.stack.controlplane import ControlPlane, control_plane_binaries
-from tests.stack.kube import Kubectl
+from tests.stack.kube import Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
 from tests.stack.processes import pid_alive, terminate_group, wait_until
@@ -122,8 +124,11 @@ def _write_env(kubectl: Kubectl, moto: MotoServer) -> Path:
 
 
 def _apply_examples(kubectl: Kubectl) -> None:
+    """Install the CRD, apply the example and wait until the operator made it Ready."""
     kubectl.install_crd()
     kubectl.apply(EXAMPLE.read_text(), namespace=EXAMPLE_NAMESPACE)
+    name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
+    wait_for_condition(kubectl, EXAMPLE_NAMESPACE, name, "Ready", timeout=120)
 
 
 def up() -> int:

@@ -52,7 +52,11 @@ class MotoServer:
             self.workdir / "moto.log",
             env=env,
         ).start()
-        wait_until(self._ready, timeout=timeout, what="moto server")
+        try:
+            wait_until(self._ready, timeout=timeout, what="moto server")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:

@@ -20,6 +20,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ProcessExitedError(RuntimeError):
+    """A child process that should be running has exited; waiting longer cannot help."""
+
+
 def wait_until(
     check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2
 ) -> None:
@@ -29,6 +33,8 @@ def wait_until(
         try:
             if check():
                 return
+        except ProcessExitedError:
+            raise
         except Exception:  # noqa: S110 - a probe that errors simply is not ready yet
             pass
         if time.monotonic() > deadline:
@@ -77,7 +83,7 @@ class ChildProcess:
     def ensure_alive(self) -> None:
         """Raise with the tail of the log when the child has exited."""
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(
+            raise ProcessExitedError(
                 f"{self.name} exited with {self.process.returncode}; last log lines:\n{self.log_tail()}"
             )
 

@@ -1,0 +1,1 @@
+"""The AWS side of the shell: the only package that imports boto3 or botocore."""

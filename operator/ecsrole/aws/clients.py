@@ -1,0 +1,186 @@
+"""AWS clients per account: shared loader, refreshing AssumeRole credentials, rate and call metrics.
+
+Memory matters with hundreds of accounts: a boto3 Session per account costs about 6 MB per
+iam+sts pair, while botocore sessions sharing one `data_loader` cost under 1 MB (DESIGN
+section 6). So there is one base botocore session (the operator's own credentials, from the
+standard chain: environment, IRSA web identity, EKS Pod Identity, ...) and one light session
+per account whose credentials refresh themselves through STS AssumeRole.
+
+Every HTTP attempt, retries included, passes two hooks registered here and nowhere else: the
+per-account rate limiter (`before-send`) and the call counter (`needs-retry`, which botocore
+emits once per attempt with either the response or the exception).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+from ecsrole import metrics
+from ecsrole.aws.errors import THROTTLING_CODES
+
+# botocore's standard retry mode: exponential backoff with jitter, throttling-aware, bounded.
+RETRY_ATTEMPTS = 5
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=16,
+)
+
+
+class RateLimiter:
+    """Token bucket shared by every thread calling one account: at most `rate` attempts a second.
+
+    It blocks the calling worker thread (never the event loop): boto3 work runs in a bounded
+    thread pool, so a slow account slows only its own calls.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+def _count_attempt(**kwargs: Any) -> None:
+    """Count one HTTP attempt by service, operation and outcome (success, throttled, error).
+
+    botocore emits "needs-retry.<service>.<Operation>" after every attempt, with either the
+    (http_response, parsed) pair or the exception that ended the attempt.
+    """
+    _, service, operation = [*str(kwargs.get("event_name", "")).split(".", 2), "", ""][:3]
+    response = kwargs.get("response")
+    if kwargs.get("caught_exception") is not None or response is None:
+        outcome = "error"
+    else:
+        http_response, parsed = response
+        error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
+        code = str(error.get("Code", ""))
+        if code in THROTTLING_CODES:
+            outcome = "throttled"
+        elif http_response.status_code >= 400 or code:
+            outcome = "error"
+        else:
+            outcome = "success"
+    metrics.aws_api_calls.labels(service, operation, outcome).inc()
+
+
+def _instrument(session: botocore.session.Session, limiter: RateLimiter | None) -> None:
+    session.register("needs-retry", _count_attempt)
+    if limiter is not None:
+        session.register("before-send", lambda **_: limiter.acquire())
+
+
+@dataclass(frozen=True)
+class AccountAccess:
+    """How to reach one account: its own role to assume, or the operator's own credentials."""
+
+    account_id: str
+    role_arn: str | None
+    external_id: str | None
+    max_calls_per_second: float
+
+
+@dataclass
+class AccountClients:
+    """The iam and sts clients of one account, created once and reused by every thread."""
+
+    access: AccountAccess
+    iam: Any
+    sts: Any
+
+
+class ClientFactory:
+    """Creates and caches per-account clients from one shared base session.
+
+    Thread-safe: handlers and sweeps ask for clients from worker threads concurrently.
+    """
+
+    def __init__(self, *, region: str, session_name: str) -> None:
+        self.region = region
+        self.session_name = session_name
+        self._base = botocore.session.get_session()
+        self._base.set_config_variable("region", region)
+        _instrument(self._base, None)
+        self._base_sts: Any = None
+        self._clients: dict[str, AccountClients] = {}
+        self._lock = threading.Lock()
+
+    def _light_session(self) -> botocore.session.Session:
+        """A botocore session that reuses the base session's loaded service models."""
+        session = botocore.session.Session()
+        session.set_config_variable("region", self.region)
+        session.register_component("data_loader", self._base.get_component("data_loader"))
+        return session
+
+    def base_sts(self) -> Any:
+        with self._lock:
+            if self._base_sts is None:
+                self._base_sts = self._base.create_client(
+                    "sts", region_name=self.region, config=CLIENT_CONFIG
+                )
+            return self._base_sts
+
+    def for_account(self, access: AccountAccess) -> AccountClients:
+        with self._lock:
+            cached = self._clients.get(access.account_id)
+            if cached is not None and cached.access == access:
+                return cached
+        clients = self._create(access)
+        with self._lock:
+            self._clients[access.account_id] = clients
+        return clients
+
+    def _create(self, access: AccountAccess) -> AccountClients:
+        session = self._light_session()
+        if access.role_arn:
+            extra: dict[str, str] = {"RoleSessionName": self.session_name}
+            if access.external_id:
+                extra["ExternalId"] = access.external_id
+            fetcher = AssumeRoleCredentialFetcher(
+                client_creator=self._base.create_client,
+                source_credentials=self._base.get_credentials(),
+                role_arn=access.role_arn,
+                extra_args=extra,
+            )
+            credentials: Any = DeferredRefreshableCredentials(
+                refresh_using=fetcher.fetch_credentials, method="assume-role"
+            )
+        else:
+            credentials = self._base.get_credentials()
+        # botocore has no public setter for refreshable credentials; boto3 sets it the same way.
+        session._credentials = credentials  # type: ignore[attr-defined]
+        _instrument(session, RateLimiter(access.max_calls_per_second))
+        return AccountClients(
+            access=access,
+            iam=session.create_client("iam", region_name=self.region, config=CLIENT_CONFIG),
+            sts=session.create_client("sts", region_name=self.region, config=CLIENT_CONFIG),
+        )
+
+    def forget_missing(self, account_ids: Mapping[str, object]) -> None:
+        """Drop clients of accounts no longer in the configuration."""
+        with self._lock:
+            for account_id in list(self._clients):
+                if account_id not in account_ids:
+                    del self._clients[account_id]

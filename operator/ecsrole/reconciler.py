@@ -1,0 +1,478 @@
+"""The lifecycle of one EcsExecutionRole: observe, then create, adopt, update or delete.
+
+Blocking (it calls IAM through the adapter) and free of kopf: the handlers run it in the
+worker pool and turn its Result into a status patch, Events and a retry. Every decision comes
+from the pure core (desired state, ownership, diff, plan); this module orders the steps and
+makes sure the safety checks come before any call that could write:
+
+    spec parses -> account listed for the namespace -> no older claim on the role
+    -> caller identity is the spec's account -> desired state allowed -> read the role
+    -> create | claim (crash recovery, adoption) | refuse -> diff -> repair or report
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ecsrole.aws.errors import AwsCallError, FailureKind
+from ecsrole.aws.iam import IamAdapter
+from ecsrole.config import AccountConfig
+from ecsrole.context import OperatorContext
+from ecsrole.core import desired as desired_module
+from ecsrole.core import diff as diff_module
+from ecsrole.core import iam, ownership, plan
+from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
+from ecsrole.core.spec import DeletionPolicy, DriftPolicy, RoleSpec, SpecError, parse_spec
+from ecsrole.status import KEEP_READY, Outcome
+
+PAUSED_ANNOTATION = "ecsrole.dev/paused"
+ABANDON_ANNOTATION = "ecsrole.dev/abandon"
+# How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
+# the API server and IAM) and still count as created by this resource before a crash.
+CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The parts of an EcsExecutionRole object the lifecycle reads."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: datetime.datetime | None
+    spec: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    status: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Resource:
+        meta = body.get("metadata", {})
+        created = meta.get("creationTimestamp")
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation", 0) or 0),
+            created=_parse_time(created) if created else None,
+            spec=dict(body.get("spec") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            status=dict(body.get("status") or {}),
+        )
+
+    def annotated(self, key: str) -> bool:
+        return str(self.annotations.get(key, "")).lower() == "true"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The account and role a resource names: the labels of its metrics."""
+
+    account_id: str
+    role_name: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the object: type Normal or Warning."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconcile or deletion decided; the handlers apply it.
+
+    `remediated` lists the aspects actually repaired by writes (for the remediation metric);
+    `done` False means the work is not finished and `retry_after` says when to try again.
+    """
+
+    outcome: Outcome
+    target: Target | None = None
+    events: tuple[Event, ...] = ()
+    remediated: tuple[Aspect, ...] = ()
+    retry_after: float | None = None
+    done: bool = True
+
+
+def _parse_time(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def backoff(kind: FailureKind, retry: int) -> float:
+    """Seconds before the next attempt: exponential with jitter, bounded; never a hot loop."""
+    base, cap = {
+        FailureKind.THROTTLED: (5.0, 300.0),
+        FailureKind.ACCESS_DENIED: (15.0, 900.0),
+        FailureKind.AWS_ERROR: (5.0, 300.0),
+    }[kind]
+    delay: float = min(cap, base * 2 ** min(retry, 10))
+    return delay * random.uniform(0.8, 1.2)
+
+
+def _refused(target: Target | None, reason: str, message: str) -> Result:
+    """A refusal: Ready=False and Stalled=True with the reason, a Warning Event, no AWS write."""
+    return Result(
+        outcome=Outcome(ready_reason=reason, ready_message=message, stalled=True),
+        target=target,
+        events=(Event("Warning", reason, message),),
+    )
+
+
+def _aspects(operations: Sequence[Operation]) -> tuple[Aspect, ...]:
+    return tuple(dict.fromkeys(op.aspect for op in operations if op.aspect is not None))
+
+
+class Reconciler:
+    """Brings one resource's role in line with its spec, within the safety rules of DESIGN §3."""
+
+    def __init__(self, context: OperatorContext) -> None:
+        self.context = context
+        self.config = context.config
+
+    def _account(self, resource: Resource, spec: RoleSpec) -> AccountConfig | None:
+        """The account's entry when it lists the resource's namespace; else no AWS call at all."""
+        account = self.config.account(spec.account_id)
+        if account is None or not account.allows_namespace(resource.namespace):
+            return None
+        return account
+
+    def _owner(self, resource: Resource) -> Owner:
+        return Owner(
+            cluster=self.config.cluster_name,
+            namespace=resource.namespace,
+            name=resource.name,
+            uid=resource.uid,
+        )
+
+    # -- reconcile -----------------------------------------------------------------------
+
+    def reconcile(self, resource: Resource, *, conflicting: bool, retry: int = 0) -> Result:
+        try:
+            spec = parse_spec(resource.spec)
+        except SpecError as error:
+            return _refused(None, "InvalidSpec", str(error))
+        target = Target(spec.account_id, spec.role_name)
+        account = self._account(resource, spec)
+        if account is None:
+            return _refused(
+                target,
+                "AccountNotAllowed",
+                f"namespace {resource.namespace} may not manage roles in account {spec.account_id}; "
+                "the operator configuration must list the namespace for that account",
+            )
+        if conflicting:
+            return _refused(
+                target,
+                "ConflictingResource",
+                f"another EcsExecutionRole already manages role {spec.role_name} in account "
+                f"{spec.account_id}; this one is ignored until that one is deleted",
+            )
+        try:
+            return self._reconcile(resource, spec, account, target)
+        except AwsCallError as error:
+            message = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
+            return Result(
+                outcome=Outcome(
+                    ready_reason=KEEP_READY,
+                    sync_error=error.kind.value,
+                    sync_message=message[:1000],
+                    in_progress=True,
+                ),
+                target=target,
+                events=(Event("Warning", error.kind.value, message[:1000]),),
+                retry_after=backoff(error.kind, retry),
+                done=False,
+            )
+
+    def _reconcile(
+        self, resource: Resource, spec: RoleSpec, account: AccountConfig, target: Target
+    ) -> Result:
+        identity = self.context.caller_identity(account)
+        if identity.account_id != spec.account_id:
+            return _refused(
+                target,
+                "AccountMismatch",
+                f"the credentials configured for account {spec.account_id} belong to account "
+                f"{identity.account_id}; nothing was changed",
+            )
+        owner = self._owner(resource)
+        desired = desired_module.build_desired(
+            spec, account, namespace=resource.namespace, partition=identity.partition, owner=owner
+        )
+        if isinstance(desired, Refusal):
+            return _refused(target, desired.reason, desired.message)
+        paused = resource.annotated(PAUSED_ANNOTATION)
+        adapter = self.context.adapter(account)
+        observed = adapter.read_role(spec.role_name)
+        recorded_id = resource.status.get("roleId")
+
+        if observed is None:
+            return self._role_absent(spec, desired, adapter, target, bool(recorded_id), paused)
+
+        events: list[Event] = []
+        adopted: bool | None = None
+        if not (recorded_id and observed.role_id == recorded_id):
+            claim = self._claim(resource, spec, account, observed, owner, identity.arn, target)
+            if isinstance(claim, Result):
+                return claim
+            events.append(claim)
+            adopted = claim.reason == "Adopted"
+        extra = {} if adopted is None else {"adopted": adopted}
+
+        drifts = diff_module.diff(desired, observed, ignored_tag_keys=account.ignored_tag_keys)
+        if paused:
+            message = f"{PAUSED_ANNOTATION} is set: no AWS writes" + (
+                "; the role differs from the spec" if drifts else ""
+            )
+            return Result(
+                outcome=Outcome(
+                    ready_reason="Paused",
+                    ready_message=message,
+                    drifts=drifts,
+                    arn=observed.arn,
+                    role_id=observed.role_id,
+                    extra=extra,
+                ),
+                target=target,
+                events=tuple(events),
+            )
+        remaining = drifts
+        remediated: tuple[Aspect, ...] = ()
+        if drifts and spec.drift_policy == DriftPolicy.Enforce:
+            operations = plan.plan_update(desired, observed, drifts)
+            adapter.apply(operations)
+            remediated = _aspects(operations)
+            # What no operation can repair (a boundary set outside the spec: the operator has
+            # no DeleteRolePermissionsBoundary) stays reported as drift.
+            remaining = tuple(d for d in drifts if d.aspect not in remediated)
+            if remediated:
+                events.append(
+                    Event("Normal", "Updated", "Updated " + ", ".join(a.value for a in remediated))
+                )
+        if remaining:
+            events.append(
+                Event("Warning", "DriftDetected", "; ".join(d.message for d in remaining)[:1000])
+            )
+        return Result(
+            outcome=Outcome(
+                drifts=remaining, arn=observed.arn, role_id=observed.role_id, extra=extra
+            ),
+            target=target,
+            events=tuple(events),
+            remediated=remediated,
+        )
+
+    def _role_absent(
+        self,
+        spec: RoleSpec,
+        desired: DesiredRole,
+        adapter: IamAdapter,
+        target: Target,
+        was_created: bool,
+        paused: bool,
+    ) -> Result:
+        """Create the role; or, when it existed before and may not be recreated, report it."""
+        if was_created and (paused or spec.drift_policy == DriftPolicy.Report):
+            drift = Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM")
+            return Result(
+                outcome=Outcome(
+                    ready_reason="Paused" if paused else "RoleMissing",
+                    ready_message=drift.message,
+                    drifts=(drift,),
+                ),
+                target=target,
+                events=(Event("Warning", "DriftDetected", drift.message),),
+            )
+        if paused:
+            return Result(
+                outcome=Outcome(
+                    ready_reason="Paused",
+                    ready_message=f"{PAUSED_ANNOTATION} is set: the role does not exist and is not created",
+                ),
+                target=target,
+            )
+        created = adapter.apply(plan.plan_create(desired))
+        if created is None:  # pragma: no cover - plan_create always starts with CreateRole
+            raise RuntimeError("CreateRole returned no role")
+        reason = "Recreated" if was_created else "Created"
+        return Result(
+            outcome=Outcome(
+                arn=created["Arn"], role_id=created["RoleId"], extra={"adopted": False}
+            ),
+            target=target,
+            events=(Event("Normal", reason, f"{reason} IAM role {created['Arn']}"),),
+            remediated=(Aspect.RoleMissing,) if was_created else (),
+        )
+
+    def _claim(
+        self,
+        resource: Resource,
+        spec: RoleSpec,
+        account: AccountConfig,
+        observed: ObservedRole,
+        owner: Owner,
+        caller_arn: str,
+        target: Target,
+    ) -> Result | Event:
+        """A role not yet recorded as ours: recover it after a crash, adopt it, or refuse."""
+        if self._created_by_us_before_a_crash(resource, observed, owner):
+            return Event("Normal", "Created", f"Recorded IAM role {observed.arn}, created earlier")
+        if not spec.adopt:
+            return _refused(
+                target,
+                "RoleExistsNotOwned",
+                f"role {spec.role_name} already exists in account {spec.account_id} and is not "
+                "managed by this resource; set spec.adopt: true to adopt it where the account "
+                "allows adoption",
+            )
+        refusal = ownership.adoption_refusal(
+            observed,
+            account=account,
+            config_protected_names=self.config.protected_role_names,
+            caller_role_name=iam.caller_role_name(caller_arn),
+            account_map_role_names=self.config.account_map_role_names(account.account_id),
+            owner=owner,
+            expected_path=spec.path,
+        )
+        if refusal is not None:
+            return _refused(target, refusal.reason, refusal.message)
+        if resource.annotated(PAUSED_ANNOTATION):
+            return Result(
+                outcome=Outcome(
+                    ready_reason="Paused",
+                    ready_message=f"{PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
+                ),
+                target=target,
+            )
+        self.context.adapter(account).apply(plan.plan_tag_owner(observed, owner))
+        return Event("Normal", "Adopted", f"Adopted IAM role {observed.arn}")
+
+    @staticmethod
+    def _created_by_us_before_a_crash(
+        resource: Resource, observed: ObservedRole, owner: Owner
+    ) -> bool:
+        """This object's ownership tags on a role no older than the object: CreateRole, then a crash."""
+        if not ownership.ownership_tags_match(observed, owner):
+            return False
+        created = observed.create_date
+        if resource.created is None or not isinstance(created, datetime.datetime):
+            return False
+        return created >= resource.created - CREATE_CLOCK_SKEW
+
+    # -- deletion ------------------------------------------------------------------------
+
+    def delete(self, resource: Resource, *, retry: int = 0) -> Result:
+        """Remove what the operator owns (Delete) or release it (Retain); never touch the rest."""
+        deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
+        if resource.annotated(ABANDON_ANNOTATION):
+            return Result(
+                outcome=deleting,
+                events=(
+                    Event(
+                        "Warning",
+                        "Abandoned",
+                        f"{ABANDON_ANNOTATION} is set: finalizer removed, nothing in AWS was touched",
+                    ),
+                ),
+            )
+        if resource.annotated(PAUSED_ANNOTATION):
+            return Result(
+                outcome=deleting,
+                events=(
+                    Event(
+                        "Normal",
+                        "Retained",
+                        f"{PAUSED_ANNOTATION} is set: the role in AWS was left as it is",
+                    ),
+                ),
+            )
+        try:
+            spec = parse_spec(resource.spec)
+        except SpecError:
+            return Result(outcome=deleting)  # never valid, so nothing was ever created
+        target = Target(spec.account_id, spec.role_name)
+        recorded_id = resource.status.get("roleId")
+        if not recorded_id:
+            return Result(outcome=deleting, target=target)  # nothing created or adopted
+        account = self._account(resource, spec)
+        if account is None:
+            return self._deletion_blocked(
+                target,
+                f"account {spec.account_id} is no longer configured for namespace "
+                f"{resource.namespace}",
+                FailureKind.AWS_ERROR,
+                retry,
+            )
+        try:
+            return self._delete(resource, spec, account, str(recorded_id), target, retry)
+        except AwsCallError as error:
+            why = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
+            return self._deletion_blocked(target, why, error.kind, retry)
+
+    def _deletion_blocked(self, target: Target, why: str, kind: FailureKind, retry: int) -> Result:
+        message = (
+            f"cannot delete: {why}. It is retried; to give up and leave the role in AWS "
+            f"untouched, annotate the resource with {ABANDON_ANNOTATION}=true"
+        )[:1000]
+        return Result(
+            outcome=Outcome(
+                ready_reason="DeletionBlocked", ready_message=message, in_progress=True
+            ),
+            target=target,
+            events=(Event("Warning", "DeletionBlocked", message),),
+            retry_after=backoff(kind, retry),
+            done=False,
+        )
+
+    def _delete(
+        self,
+        resource: Resource,
+        spec: RoleSpec,
+        account: AccountConfig,
+        recorded_id: str,
+        target: Target,
+        retry: int,
+    ) -> Result:
+        deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
+        identity = self.context.caller_identity(account)
+        if identity.account_id != spec.account_id:
+            return self._deletion_blocked(
+                target,
+                f"the credentials for account {spec.account_id} belong to account "
+                f"{identity.account_id}",
+                FailureKind.ACCESS_DENIED,
+                retry,
+            )
+        adapter = self.context.adapter(account)
+        observed = adapter.read_role(spec.role_name, with_instance_profiles=True)
+        if observed is None or not ownership.is_owned(observed, self._owner(resource), recorded_id):
+            return Result(
+                outcome=deleting,
+                target=target,
+                events=(
+                    Event(
+                        "Normal",
+                        "Deleted",
+                        f"role {spec.role_name} is gone or no longer this resource's: left untouched",
+                    ),
+                ),
+            )
+        policy = spec.deletion_policy or (
+            DeletionPolicy.Retain if resource.status.get("adopted") else DeletionPolicy.Delete
+        )
+        if policy == DeletionPolicy.Retain:
+            adapter.apply(plan.plan_release(observed))
+            event = Event(
+                "Normal", "Retained", f"Released IAM role {observed.arn}; it stays in AWS"
+            )
+        else:
+            adapter.apply(plan.plan_delete(observed))
+            event = Event("Normal", "Deleted", f"Deleted IAM role {observed.arn}")
+        return Result(outcome=deleting, target=target, events=(event,))

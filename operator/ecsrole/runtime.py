@@ -1,0 +1,69 @@
+"""Starts the operator process: logging, metrics and liveness endpoints, then kopf in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import kopf
+import prometheus_client
+
+from ecsrole import config as config_module
+from ecsrole import handlers, logs, metrics
+from ecsrole.aws import clients
+from ecsrole.context import OperatorContext
+
+log = logs.get_logger(__name__)
+
+
+def run(
+    *,
+    config_path: str,
+    metrics_address: tuple[str, int],
+    health_address: tuple[str, int],
+    log_format: logs.LogFormat,
+    log_level: str,
+    namespaces: tuple[str, ...],
+    aws_workers: int,
+) -> int:
+    logs.configure_logging(level=log_level, log_format=log_format)
+    try:
+        config = config_module.load_config(config_path)
+    except config_module.ConfigError as error:
+        log.error("invalid configuration", path=config_path, problems=error.errors)
+        return 1
+
+    pool = ThreadPoolExecutor(max_workers=aws_workers, thread_name_prefix="aws")
+    context = OperatorContext(
+        config=config,
+        clients=clients.ClientFactory(
+            region=config.region, session_name=f"ecsrole-{config.cluster_name}"[:64]
+        ),
+        pool=pool,
+    )
+    prometheus_client.start_http_server(
+        metrics_address[1], addr=metrics_address[0], registry=metrics.REGISTRY
+    )
+    health_host, health_port = health_address
+    log.info(
+        "starting operator",
+        cluster=config.cluster_name,
+        accounts=len(config.accounts),
+        metrics=f"http://{metrics_address[0]}:{metrics_address[1]}/metrics",
+        namespaces=list(namespaces) or "all",
+    )
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=handlers.registry,
+                memo=context,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=f"http://{health_host}:{health_port}/healthz",
+            )
+        )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        log.info("operator stopped")
+    return 0

@@ -1,0 +1,193 @@
+"""Status of an EcsExecutionRole, computed in one place from one reconcile outcome.
+
+Conditions follow the Kubernetes API conventions and kstatus: the full list is written each
+time, lastTransitionTime moves only when a condition's status changes, and `Reconciling` and
+`Stalled` are what kstatus (so `kubectl wait`, Flux and Argo CD) read. Nothing is written when
+nothing changed: `patch_for` returns an empty patch, so a quiet sweep costs no API write.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecsrole.core.model import Drift
+
+CONDITION_TYPES = ("Ready", "Synced", "Drifted", "Reconciling", "Stalled")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile found and did, as the status should tell it.
+
+    `ready_reason` None means Ready=True/Reconciled. `sync_error` None means the attempt
+    succeeded. `stalled` means no progress is possible without a human (a refusal).
+    `ready_reason` "Unchanged" keeps the previous Ready condition as it was: a throttled or
+    failing AWS call says nothing new about the role, so it must not flip Ready.
+    """
+
+    ready_reason: str | None = None
+    ready_message: str = ""
+    sync_error: str | None = None
+    sync_message: str = ""
+    drifts: tuple[Drift, ...] = ()
+    in_progress: bool = False
+    stalled: bool = False
+    arn: str | None = None
+    role_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready_reason is None
+
+
+KEEP_READY = "Unchanged"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(
+    type_: str, status: bool, reason: str, message: str, generation: int
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def _drift_message(drifts: Sequence[Drift]) -> str:
+    return "; ".join(d.message for d in drifts)
+
+
+def desired_conditions(
+    outcome: Outcome, generation: int, previous: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The five conditions without timestamps (those come from `merge_conditions`)."""
+    by_type = {c.get("type"): c for c in previous}
+    if outcome.ready_reason == KEEP_READY and "Ready" in by_type:
+        old = by_type["Ready"]
+        ready = _condition(
+            "Ready",
+            old.get("status") == "True",
+            str(old.get("reason", "")),
+            str(old.get("message", "")),
+            generation,
+        )
+    elif outcome.ready_reason is None:
+        ready = _condition(
+            "Ready",
+            True,
+            "Reconciled",
+            outcome.ready_message or "The role in AWS matches the spec.",
+            generation,
+        )
+    elif outcome.ready_reason == KEEP_READY:
+        ready = _condition(
+            "Ready", False, "Creating", "Waiting for the first successful reconcile.", generation
+        )
+    else:
+        ready = _condition("Ready", False, outcome.ready_reason, outcome.ready_message, generation)
+    synced = _condition(
+        "Synced",
+        outcome.sync_error is None,
+        outcome.sync_error or "ReconcileSuccess",
+        outcome.sync_message if outcome.sync_error else "The last reconcile succeeded.",
+        generation,
+    )
+    if outcome.drifts:
+        drifted = _condition(
+            "Drifted",
+            True,
+            outcome.drifts[0].aspect.value,
+            _drift_message(outcome.drifts),
+            generation,
+        )
+    else:
+        drifted = _condition("Drifted", False, "InSync", "The role matches the spec.", generation)
+    reconciling = _condition(
+        "Reconciling",
+        outcome.in_progress,
+        ready["reason"] if outcome.in_progress else "Idle",
+        ready["message"] if outcome.in_progress else "No work in progress.",
+        generation,
+    )
+    stalled = _condition(
+        "Stalled",
+        outcome.stalled,
+        ready["reason"] if outcome.stalled else "NotStalled",
+        ready["message"] if outcome.stalled else "Nothing blocks progress.",
+        generation,
+    )
+    return [ready, synced, drifted, reconciling, stalled]
+
+
+def merge_conditions(
+    new: Sequence[dict[str, Any]], previous: Sequence[Mapping[str, Any]], now: str
+) -> list[dict[str, Any]]:
+    """Carry lastTransitionTime over unless the status changed."""
+    by_type = {c.get("type"): c for c in previous}
+    merged = []
+    for condition in new:
+        old = by_type.get(condition["type"])
+        if (
+            old is not None
+            and old.get("status") == condition["status"]
+            and old.get("lastTransitionTime")
+        ):
+            transition = old["lastTransitionTime"]
+        else:
+            transition = now
+        merged.append({**condition, "lastTransitionTime": transition})
+    return merged
+
+
+def _comparable(conditions: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            c.get("type"),
+            c.get("status"),
+            c.get("reason"),
+            c.get("message"),
+            c.get("observedGeneration"),
+        )
+        for c in conditions
+    )
+
+
+def patch_for(
+    outcome: Outcome, *, generation: int, status: Mapping[str, Any], now: str | None = None
+) -> dict[str, Any]:
+    """The status patch for this outcome, or {} when the status already says all of it."""
+    now = now or now_rfc3339()
+    previous: Sequence[Mapping[str, Any]] = status.get("conditions") or []
+    conditions = merge_conditions(desired_conditions(outcome, generation, previous), previous, now)
+    drift = [{"aspect": d.aspect.value, "message": d.message} for d in outcome.drifts]
+    patch: dict[str, Any] = {}
+    if _comparable(conditions) != _comparable(previous):
+        patch["conditions"] = conditions
+    if status.get("observedGeneration") != generation:
+        patch["observedGeneration"] = generation
+    if (status.get("drift") or []) != drift:
+        patch["drift"] = drift
+        if drift:
+            patch["lastDriftTime"] = now
+    for key, value in (("arn", outcome.arn), ("roleId", outcome.role_id)):
+        if value and status.get(key) != value:
+            patch[key] = value
+    for key, value in outcome.extra.items():
+        if status.get(key) != value:
+            patch[key] = value
+    if patch and outcome.sync_error is None:
+        patch["lastSyncTime"] = now
+    if patch and "conditions" not in patch:
+        # The condition list is written whole each time anything is written.
+        patch["conditions"] = conditions
+    return patch

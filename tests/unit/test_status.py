@@ -1,0 +1,111 @@
+"""Conditions and status patches: what `kubectl get`, kstatus and GitOps tools read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ecsrole.core.model import Aspect, Drift
+from ecsrole.status import KEEP_READY, Outcome, patch_for
+
+pytestmark = pytest.mark.unit
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def _by_type(patch: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in patch["conditions"]}
+
+
+def test_first_success_writes_all_five_conditions_and_ids() -> None:
+    patch = patch_for(
+        Outcome(arn="arn:aws:iam::123456789012:role/r", role_id="AROAEXAMPLE"),
+        generation=1,
+        status={},
+        now=T0,
+    )
+    conditions = _by_type(patch)
+    assert set(conditions) == {"Ready", "Synced", "Drifted", "Reconciling", "Stalled"}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["reason"] == "Reconciled"
+    assert conditions["Synced"]["reason"] == "ReconcileSuccess"
+    assert conditions["Drifted"] == {**conditions["Drifted"], "status": "False", "reason": "InSync"}
+    assert conditions["Reconciling"]["status"] == "False"
+    assert conditions["Stalled"]["status"] == "False"
+    assert all(
+        c["observedGeneration"] == 1 and c["lastTransitionTime"] == T0 for c in conditions.values()
+    )
+    assert patch["arn"] == "arn:aws:iam::123456789012:role/r"
+    assert patch["roleId"] == "AROAEXAMPLE"
+    assert patch["observedGeneration"] == 1
+    assert patch["lastSyncTime"] == T0
+
+
+def _status_after(outcome: Outcome, generation: int = 1, now: str = T0) -> dict[str, Any]:
+    return patch_for(outcome, generation=generation, status={}, now=now)
+
+
+def test_nothing_new_writes_nothing() -> None:
+    outcome = Outcome(arn="arn:aws:iam::123456789012:role/r", role_id="AROAEXAMPLE")
+    status = _status_after(outcome)
+    assert patch_for(outcome, generation=1, status=status, now=T1) == {}
+
+
+def test_transition_time_moves_only_when_status_changes() -> None:
+    status = _status_after(Outcome())
+    drifted = Outcome(drifts=(Drift(Aspect.TrustPolicy, "trust also allows X"),))
+    patch = patch_for(drifted, generation=1, status=status, now=T1)
+    conditions = _by_type(patch)
+    assert conditions["Drifted"]["status"] == "True"
+    assert conditions["Drifted"]["reason"] == "TrustPolicy"
+    assert conditions["Drifted"]["lastTransitionTime"] == T1
+    assert conditions["Ready"]["lastTransitionTime"] == T0
+    assert patch["drift"] == [{"aspect": "TrustPolicy", "message": "trust also allows X"}]
+    assert patch["lastDriftTime"] == T1
+
+
+def test_refusal_is_stalled_with_the_same_reason() -> None:
+    patch = _status_after(
+        Outcome(ready_reason="PolicyNotAllowed", ready_message="no", stalled=True)
+    )
+    conditions = _by_type(patch)
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "PolicyNotAllowed"
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Stalled"]["reason"] == "PolicyNotAllowed"
+
+
+def test_aws_failure_flips_synced_but_not_ready() -> None:
+    status = _status_after(Outcome())
+    failed = Outcome(
+        ready_reason=KEEP_READY,
+        sync_error="Throttled",
+        sync_message="Rate exceeded",
+        in_progress=True,
+    )
+    patch = patch_for(failed, generation=1, status=status, now=T1)
+    conditions = _by_type(patch)
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["lastTransitionTime"] == T0
+    assert conditions["Synced"]["status"] == "False"
+    assert conditions["Synced"]["reason"] == "Throttled"
+    assert conditions["Reconciling"]["status"] == "True"
+    assert "lastSyncTime" not in patch
+
+
+def test_aws_failure_before_any_success_says_creating() -> None:
+    patch = _status_after(
+        Outcome(ready_reason=KEEP_READY, sync_error="AccessDenied", in_progress=True)
+    )
+    conditions = _by_type(patch)
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "Creating"
+
+
+def test_new_generation_rewrites_conditions_with_it() -> None:
+    status = _status_after(Outcome())
+    patch = patch_for(Outcome(), generation=2, status=status, now=T1)
+    assert patch["observedGeneration"] == 2
+    assert all(c["observedGeneration"] == 2 for c in patch["conditions"])
+    assert all(c["lastTransitionTime"] == T0 for c in patch["conditions"])
