@@ -26,6 +26,47 @@ from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
 
 SHARED_NAMESPACE_PREFIX = "shared-"
+SHARED_NAMESPACES = [f"{SHARED_NAMESPACE_PREFIX}*"]
+# Accounts of the shared operator. moto's AssumeRole hands out credentials for the account in
+# the role ARN, so roleArn entries are real cross-account access as the operator does it.
+CROSS_ACCOUNT_ID = "111111111111"
+NO_ADOPTION_ACCOUNT_ID = "222222222222"
+UNLISTED_NAMESPACE_ACCOUNT_ID = "333333333333"
+MISMATCHED_ACCOUNT_ID = "444444444444"
+ALLOWED_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonSSMReadOnlyAccess"
+SHARED_ACCOUNTS: dict[str, dict[str, Any]] = {
+    DEFAULT_ACCOUNT_ID: {
+        "namespaces": SHARED_NAMESPACES,
+        "allowAdoption": True,
+        "allowedPolicyArns": [ALLOWED_POLICY_ARN],
+        "allowedResourcePatterns": {
+            "shared-*": [
+                f"arn:aws:secretsmanager:*:{DEFAULT_ACCOUNT_ID}:secret:*",
+                f"arn:aws:ssm:*:{DEFAULT_ACCOUNT_ID}:parameter/*",
+                f"arn:aws:kms:*:{DEFAULT_ACCOUNT_ID}:key/*",
+            ]
+        },
+        "ignoredTagKeys": ["org:cost-center"],
+    },
+    CROSS_ACCOUNT_ID: {
+        "roleArn": f"arn:aws:iam::{CROSS_ACCOUNT_ID}:role/ecsrole-operator",
+        "externalId": "e2e-external-id",
+        "namespaces": SHARED_NAMESPACES,
+        "rolePathPrefix": "/ecs/",
+    },
+    NO_ADOPTION_ACCOUNT_ID: {
+        "roleArn": f"arn:aws:iam::{NO_ADOPTION_ACCOUNT_ID}:role/ecsrole-operator",
+        "namespaces": SHARED_NAMESPACES,
+        "allowAdoption": False,
+    },
+    UNLISTED_NAMESPACE_ACCOUNT_ID: {
+        "roleArn": f"arn:aws:iam::{UNLISTED_NAMESPACE_ACCOUNT_ID}:role/ecsrole-operator",
+        "namespaces": ["team-that-does-not-exist"],
+    },
+    # Misconfigured on purpose: no roleArn, so the operator's own credentials (moto's default
+    # account) are used, and they are not this account's.
+    MISMATCHED_ACCOUNT_ID: {"namespaces": SHARED_NAMESPACES},
+}
 
 
 @pytest.fixture(scope="session")
@@ -149,16 +190,13 @@ def shared_operator(
     cluster: tuple[Path, Path], moto: MotoServer, kubectl: Kubectl, stack_dir: Path
 ) -> Iterator[OperatorProcess]:
     """One operator for the `shared-*` namespaces, configured like `make dev`."""
-    config = dev_config(
-        "e2e-shared",
-        {DEFAULT_ACCOUNT_ID: {"namespaces": [f"{SHARED_NAMESPACE_PREFIX}*"]}},
-    )
+    config = dev_config("e2e-shared", SHARED_ACCOUNTS)
     process = OperatorProcess(
         stack_dir / "shared-operator",
         config=config,
         kubeconfig=cluster[0],
         aws_env=moto.aws_env(),
-        namespaces=[f"{SHARED_NAMESPACE_PREFIX}*"],
+        namespaces=SHARED_NAMESPACES,
     )
     _running.append((process, 0))
     process.start()
