@@ -1,6 +1,10 @@
-"""What every handler needs: the configuration, the AWS clients and the worker pool.
+"""What every handler and sweep needs: configuration, AWS clients, worker pool, shared memory.
 
-kopf hands it to handlers as `memo`; there are no module-level globals.
+kopf hands it to handlers as `memo`, the sweeps get it directly; there are no module-level
+globals. Besides clients it keeps the little state the process must remember between
+reconciles: one lock per object (a handler and a sweep never work on the same object at
+once), the aspects the operator itself wrote recently (the settle window), and when each
+object was last seen in sync (sweep-path detection latency).
 """
 
 from __future__ import annotations
@@ -9,20 +13,24 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ecsrole.aws.clients import AccountAccess, ClientFactory
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
 from ecsrole.config import AccountConfig, OperatorConfig
+from ecsrole.core.model import Aspect
 
 T = TypeVar("T")
 
 # The caller identity of an account changes only when its configuration does; re-checking it
 # now and then still catches a roleArn that was repointed at another account.
 IDENTITY_TTL_SECONDS = 900.0
+# After its own write the operator does not trust a read of that aspect for this long: IAM is
+# eventually consistent, and a stale read must not look like drift.
+SETTLE_SECONDS = 15.0
 
 
 @dataclass
@@ -37,6 +45,11 @@ class OperatorContext:
     clients: ClientFactory
     pool: ThreadPoolExecutor
     _identities: _IdentityCache = field(default_factory=_IdentityCache)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _writes: dict[tuple[str, str], dict[Aspect, float]] = field(default_factory=dict)
+    _in_sync_at: dict[str, float] = field(default_factory=dict)
+    _state_lock: threading.Lock = field(default_factory=threading.Lock)
+    resources: Any = None  # kopf's index of resources by account, set at startup
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; all of this is shared state, so share it.
@@ -62,6 +75,44 @@ class OperatorContext:
         with self._identities.lock:
             self._identities.entries[account.account_id] = (now, identity)
         return identity
+
+    def lock_for(self, uid: str) -> asyncio.Lock:
+        """The lock serialising work on one object (event-loop side only)."""
+        lock = self._locks.get(uid)
+        if lock is None:
+            lock = self._locks[uid] = asyncio.Lock()
+        return lock
+
+    def forget(self, uid: str) -> None:
+        """Drop what is remembered about a deleted object."""
+        self._locks.pop(uid, None)
+        with self._state_lock:
+            self._in_sync_at.pop(uid, None)
+
+    def record_writes(self, account_id: str, role_name: str, aspects: Iterable[Aspect]) -> None:
+        now = time.monotonic()
+        with self._state_lock:
+            written = self._writes.setdefault((account_id, role_name.lower()), {})
+            for aspect in aspects:
+                written[aspect] = now
+
+    def settling(self, account_id: str, role_name: str) -> frozenset[Aspect]:
+        """Aspects the operator wrote within the settle window: not judged by a detection read."""
+        now = time.monotonic()
+        with self._state_lock:
+            written = self._writes.get((account_id, role_name.lower()), {})
+            for aspect, at in list(written.items()):
+                if now - at > SETTLE_SECONDS:
+                    del written[aspect]
+            return frozenset(written)
+
+    def mark_in_sync(self, uid: str) -> None:
+        with self._state_lock:
+            self._in_sync_at[uid] = time.time()
+
+    def last_in_sync(self, uid: str) -> float | None:
+        with self._state_lock:
+            return self._in_sync_at.get(uid)
 
     async def in_worker(self, fn: Callable[[], T]) -> T:
         """Run blocking AWS work in the bounded pool so the event loop never blocks.

@@ -7,17 +7,20 @@ would land in status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from ecsrole import logs, metrics
-from ecsrole import status as status_module
+from ecsrole import logs, metrics, report
+from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
-from ecsrole.reconciler import Reconciler, Resource, Result
+from ecsrole.kube import KubeClient
+from ecsrole.reconciler import ABANDON_ANNOTATION, PAUSED_ANNOTATION, Reconciler, Resource, Result
+from ecsrole.sweeper import Sweeper
 
 GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
 PREFIX = "ecsrole.dev"
@@ -27,16 +30,52 @@ registry = kopf.OperatorRegistry()
 log = logs.get_logger(__name__)
 
 
+# Annotations under kopf's storage prefix that are the user's switches, not kopf's bookkeeping.
+USER_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
+
+
+def _user_annotations(essence: Mapping[str, Any]) -> dict[str, Any]:
+    annotations = essence.get("metadata", {}).get("annotations", {})
+    return {key: annotations[key] for key in USER_ANNOTATIONS if key in annotations}
+
+
+class _DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base storage, keeping our user-facing annotations in the compared essence.
+
+    kopf leaves every annotation under its own storage prefix out of the essence it compares
+    (the whole prefix is taken as its bookkeeping, here and in the progress storage's `clear`).
+    With the prefix ecsrole.dev, setting or removing ecsrole.dev/paused or ecsrole.dev/abandon
+    would then be no change at all, and unpausing would never create the role.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        user_fields = [("metadata", "annotations", key) for key in USER_ANNOTATIONS]
+        return super().build(body=body, extra_fields=[*(extra_fields or ()), *user_fields])
+
+
+class _ProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress storage; its `clear` keeps the user-facing annotations (see above)."""
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        kept = _user_annotations(essence)
+        cleared = super().clear(essence=essence)
+        if kept:
+            cleared.setdefault("metadata", {}).setdefault("annotations", {}).update(kept)
+        return cleared
+
+
 @kopf.on.startup(registry=registry)
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwargs: Any) -> None:
     """kopf's bookkeeping under our own prefix, in annotations, from the first release on.
 
     Changing where progress and diff bases are stored later would make kopf re-handle every
     object, so this is fixed now. Status stays free of kopf's fields.
     """
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.progress_storage = _ProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = _DiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     # Our own Events say what happened; kopf posts only its warnings and errors.
@@ -46,66 +85,62 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    # The sweeps read the same in-memory index kopf keeps for handlers.
+    memo.resources = kwargs["resources_by_account"]
+
+
+def _connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first (also IRSA/Pod Identity pods), else KUBECONFIG."""
+    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
 
 
 @kopf.on.login(registry=registry)
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster service account first (also IRSA/Pod Identity pods), else KUBECONFIG."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return _connection_info(settings)
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
 def role_claims(
-    *, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-) -> dict[tuple[str, str], tuple[str, str]]:
-    """Who claims which account+role: role names are unique per account regardless of case."""
+    *, uid: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], tuple[int, str, str]]:
+    """Who claims which account+role: role names are unique per account regardless of case.
+
+    A resource that has recorded its role (status.roleId) ranks first: creationTimestamp has
+    one-second resolution, so a resource created in the same second as the holder must not
+    win the tie on its uid and turn the holder into the conflicting one.
+    """
     key = (str(spec.get("accountId", "")), str(spec.get("roleName", "")).lower())
-    return {key: (str(meta.get("creationTimestamp", "")), uid)}
+    holds = 0 if status.get("roleId") else 1
+    return {key: (holds, str(meta.get("creationTimestamp", "")), uid)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+def resources_by_account(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
+    """Every resource by account, as the sweeps see them (spec, status, annotations only)."""
+    return {str(spec.get("accountId", "")): Resource.from_body(body)}
 
 
 def _is_conflicting(index: kopf.Index[Any, Any], spec: Mapping[str, Any], uid: str) -> bool:
-    """True when an older resource (or an equally old one with a smaller uid) claims the role."""
+    """True when another resource ranks first for the role (see `role_claims`): the holder,
+    else the oldest, else (same second) the smallest uid."""
     key = (str(spec.get("accountId", "")), str(spec.get("roleName", "")).lower())
     claims = list(index.get(key, []))
-    return bool(claims) and min(claims)[1] != uid
+    return bool(claims) and min(claims)[-1] != uid
 
 
 def _apply(result: Result, resource: Resource, body: kopf.Body, patch: kopf.Patch) -> None:
     """Status patch (only when something changed), Events and metrics, from one Result."""
-    for key, value in status_module.patch_for(
-        result.outcome, generation=resource.generation, status=resource.status
-    ).items():
+    for key, value in report.status_patch(result, resource).items():
         patch.status[key] = value
     _post_events(result, body)
-    outcome = result.outcome
-    if outcome.sync_error:
-        metrics.reconcile_errors.labels(outcome.sync_error).inc()
-    elif outcome.stalled and outcome.ready_reason:
-        metrics.reconcile_errors.labels(outcome.ready_reason).inc()
-    if result.target is None:
-        return
-    for aspect in result.remediated:
-        metrics.drift_remediations.labels(result.target.account_id, aspect.value, "success").inc()
-    metrics.set_object_state(
-        namespace=resource.namespace,
-        name=resource.name,
-        account_id=result.target.account_id,
-        role_name=result.target.role_name,
-        is_ready=_ready_after(result, resource),
-        is_drifted=bool(outcome.drifts),
-    )
+    report.record_metrics(result, resource)
 
 
 def _post_events(result: Result, body: kopf.Body) -> None:
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-
-
-def _ready_after(result: Result, resource: Resource) -> bool:
-    if result.outcome.ready_reason == status_module.KEEP_READY:
-        previous = {c.get("type"): c for c in resource.status.get("conditions") or []}
-        return bool(previous.get("Ready", {}).get("status") == "True")
-    return result.outcome.is_ready
 
 
 def _log_fields(resource: Resource) -> dict[str, Any]:
@@ -134,9 +169,10 @@ async def reconcile(
     conflicting = _is_conflicting(kwargs["role_claims"], resource.spec, resource.uid)
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        result = await memo.in_worker(
-            lambda: Reconciler(memo).reconcile(resource, conflicting=conflicting, retry=retry)
-        )
+        async with memo.lock_for(resource.uid):
+            result = await memo.in_worker(
+                lambda: Reconciler(memo).reconcile(resource, conflicting=conflicting, retry=retry)
+            )
         metrics.reconcile_duration.labels(str(reason)).observe(time.monotonic() - started)
         _apply(result, resource, body, patch)
         log.info(
@@ -160,16 +196,16 @@ async def delete(
     resource = Resource.from_body(body)
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        result = await memo.in_worker(lambda: Reconciler(memo).delete(resource, retry=retry))
+        async with memo.lock_for(resource.uid):
+            result = await memo.in_worker(lambda: Reconciler(memo).delete(resource, retry=retry))
         metrics.reconcile_duration.labels("delete").observe(time.monotonic() - started)
         _post_events(result, body)
         log.info("deletion", done=result.done, events=[e.reason for e in result.events])
     if not result.done:
-        for key, value in status_module.patch_for(
-            result.outcome, generation=resource.generation, status=resource.status
-        ).items():
+        for key, value in report.status_patch(result, resource).items():
             patch.status[key] = value
         raise kopf.TemporaryError(result.outcome.ready_message, delay=result.retry_after or 30)
+    memo.forget(resource.uid)
     if result.target is not None:
         metrics.forget_object(
             namespace=resource.namespace,
@@ -177,3 +213,38 @@ async def delete(
             account_id=result.target.account_id,
             role_name=result.target.role_name,
         )
+
+
+async def run_operator(
+    context: OperatorContext, *, namespaces: tuple[str, ...], health_address: tuple[str, int]
+) -> None:
+    """kopf in-process (standalone: one active replica), with the drift sweeps beside it."""
+    kube = KubeClient(lambda: _connection_info(kopf.OperatorSettings()))
+    stop = asyncio.Event()
+    sweeper = Sweeper(context, kube)
+    sweeps = asyncio.create_task(sweeper.run(stop), name="sweeps")
+    consumer = None
+    if context.config.events_sqs_queue_url:
+        consumer = EventConsumer(
+            context.clients.base_sqs(),
+            context.config.events_sqs_queue_url,
+            sweeper.on_role_change,
+            asyncio.get_running_loop(),
+        )
+        consumer.start()
+    host, port = health_address
+    try:
+        await kopf.operator(
+            registry=registry,
+            memo=context,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=f"http://{host}:{port}/healthz",
+        )
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        stop.set()
+        await sweeps
+        await kube.close()

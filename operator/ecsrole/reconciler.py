@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ class Resource:
     spec: Mapping[str, Any]
     annotations: Mapping[str, str]
     status: Mapping[str, Any]
+    deleting: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
@@ -62,6 +64,7 @@ class Resource:
             spec=dict(body.get("spec") or {}),
             annotations=dict(meta.get("annotations") or {}),
             status=dict(body.get("status") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
         )
 
     def annotated(self, key: str) -> bool:
@@ -86,11 +89,26 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """A read made by a detection path (sweep or event) and handed to the reconcile.
+
+    `changed_at` is the change's own time when known (a CloudTrail eventTime), for the
+    detection latency metric.
+    """
+
+    role: ObservedRole | None
+    source: str
+    changed_at: float | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     """What a reconcile or deletion decided; the handlers apply it.
 
     `remediated` lists the aspects actually repaired by writes (for the remediation metric);
     `done` False means the work is not finished and `retry_after` says when to try again.
+    `detected` is drift newly found on a role that was in sync with this generation (changed
+    outside the spec), as opposed to a spec change being applied.
     """
 
     outcome: Outcome
@@ -99,6 +117,9 @@ class Result:
     remediated: tuple[Aspect, ...] = ()
     retry_after: float | None = None
     done: bool = True
+    detected: tuple[Drift, ...] = ()
+    detection_source: str = "sweep"
+    detection_latency: float | None = None
 
 
 def _parse_time(value: str) -> datetime.datetime:
@@ -129,6 +150,71 @@ def _aspects(operations: Sequence[Operation]) -> tuple[Aspect, ...]:
     return tuple(dict.fromkeys(op.aspect for op in operations if op.aspect is not None))
 
 
+@dataclass(frozen=True)
+class _Detection:
+    """Tells drift (a change made outside the spec) from a spec change being applied.
+
+    Drift is what differs on a role that was already in sync with the object's current
+    generation. Only drift counts as a drift event, gets a latency measurement and Events of
+    its own; each aspect is reported once while it persists, not on every sweep.
+    """
+
+    out_of_band: bool
+    had_role: bool
+    already_reported: frozenset[str]
+    source: str
+    latency_from: float | None
+
+    @classmethod
+    def none(cls) -> _Detection:
+        return cls(False, False, frozenset(), "sweep", None)
+
+    @classmethod
+    def start(
+        cls,
+        context: OperatorContext,
+        resource: Resource,
+        observation: Observation | None,
+        had_role: bool,
+    ) -> _Detection:
+        in_sync_generation = resource.status.get("observedGeneration") == resource.generation
+        reported = frozenset(str(d.get("aspect")) for d in resource.status.get("drift") or [])
+        source = observation.source if observation is not None else "sweep"
+        since = observation.changed_at if observation is not None else None
+        return cls(
+            out_of_band=had_role and in_sync_generation,
+            had_role=had_role,
+            already_reported=reported,
+            source=source,
+            latency_from=since if since is not None else context.last_in_sync(resource.uid),
+        )
+
+    def new_drift(self, drifts: Sequence[Drift]) -> tuple[Drift, ...]:
+        if not self.out_of_band:
+            return ()
+        return tuple(d for d in drifts if d.aspect.value not in self.already_reported)
+
+    def events(self, detected: Sequence[Drift], *, repaired: Sequence[Aspect]) -> tuple[Event, ...]:
+        if not detected:
+            return ()
+        found = "; ".join(d.message for d in detected)
+        events = [Event("Warning", "DriftDetected", f"changed outside the spec: {found}"[:1000])]
+        fixed = [d.aspect.value for d in detected if d.aspect in repaired]
+        if fixed:
+            events.append(Event("Normal", "DriftRepaired", "Put back " + ", ".join(fixed)))
+        return tuple(events)
+
+    def fields(self, detected: Sequence[Drift]) -> dict[str, Any]:
+        latency = None
+        if detected and self.latency_from is not None:
+            latency = max(0.0, time.time() - self.latency_from)
+        return {
+            "detected": tuple(detected),
+            "detection_source": self.source,
+            "detection_latency": latency,
+        }
+
+
 class Reconciler:
     """Brings one resource's role in line with its spec, within the safety rules of DESIGN §3."""
 
@@ -153,7 +239,15 @@ class Reconciler:
 
     # -- reconcile -----------------------------------------------------------------------
 
-    def reconcile(self, resource: Resource, *, conflicting: bool, retry: int = 0) -> Result:
+    def reconcile(
+        self,
+        resource: Resource,
+        *,
+        conflicting: bool,
+        retry: int = 0,
+        observation: Observation | None = None,
+    ) -> Result:
+        """Converge one resource; `observation` is a detection path's read (else read here)."""
         try:
             spec = parse_spec(resource.spec)
         except SpecError as error:
@@ -175,7 +269,7 @@ class Reconciler:
                 f"{spec.account_id}; this one is ignored until that one is deleted",
             )
         try:
-            return self._reconcile(resource, spec, account, target)
+            return self._reconcile(resource, spec, account, target, observation)
         except AwsCallError as error:
             message = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
             return Result(
@@ -192,7 +286,12 @@ class Reconciler:
             )
 
     def _reconcile(
-        self, resource: Resource, spec: RoleSpec, account: AccountConfig, target: Target
+        self,
+        resource: Resource,
+        spec: RoleSpec,
+        account: AccountConfig,
+        target: Target,
+        observation: Observation | None,
     ) -> Result:
         identity = self.context.caller_identity(account)
         if identity.account_id != spec.account_id:
@@ -210,11 +309,12 @@ class Reconciler:
             return _refused(target, desired.reason, desired.message)
         paused = resource.annotated(PAUSED_ANNOTATION)
         adapter = self.context.adapter(account)
-        observed = adapter.read_role(spec.role_name)
+        observed = adapter.read_role(spec.role_name) if observation is None else observation.role
         recorded_id = resource.status.get("roleId")
+        detection = _Detection.start(self.context, resource, observation, bool(recorded_id))
 
         if observed is None:
-            return self._role_absent(spec, desired, adapter, target, bool(recorded_id), paused)
+            return self._role_absent(spec, desired, adapter, target, detection, paused)
 
         events: list[Event] = []
         adopted: bool | None = None
@@ -224,9 +324,18 @@ class Reconciler:
                 return claim
             events.append(claim)
             adopted = claim.reason == "Adopted"
+            detection = _Detection.none()
         extra = {} if adopted is None else {"adopted": adopted}
 
-        drifts = diff_module.diff(desired, observed, ignored_tag_keys=account.ignored_tag_keys)
+        drifts = diff_module.diff(
+            desired,
+            observed,
+            ignored_tag_keys=account.ignored_tag_keys,
+            ignore_aspects=(
+                self.context.settling(spec.account_id, spec.role_name) if observation else ()
+            ),
+        )
+        detected = detection.new_drift(drifts)
         if paused:
             message = f"{PAUSED_ANNOTATION} is set: no AWS writes" + (
                 "; the role differs from the spec" if drifts else ""
@@ -241,7 +350,8 @@ class Reconciler:
                     extra=extra,
                 ),
                 target=target,
-                events=tuple(events),
+                events=(*events, *detection.events(detected, repaired=())),
+                **detection.fields(detected),
             )
         remaining = drifts
         remediated: tuple[Aspect, ...] = ()
@@ -249,24 +359,25 @@ class Reconciler:
             operations = plan.plan_update(desired, observed, drifts)
             adapter.apply(operations)
             remediated = _aspects(operations)
+            self.context.record_writes(spec.account_id, spec.role_name, remediated)
             # What no operation can repair (a boundary set outside the spec: the operator has
             # no DeleteRolePermissionsBoundary) stays reported as drift.
             remaining = tuple(d for d in drifts if d.aspect not in remediated)
-            if remediated:
+            if remediated and not detection.out_of_band:
                 events.append(
                     Event("Normal", "Updated", "Updated " + ", ".join(a.value for a in remediated))
                 )
-        if remaining:
-            events.append(
-                Event("Warning", "DriftDetected", "; ".join(d.message for d in remaining)[:1000])
-            )
+        events.extend(detection.events(detected, repaired=remediated))
+        if not remaining:
+            self.context.mark_in_sync(resource.uid)
         return Result(
             outcome=Outcome(
                 drifts=remaining, arn=observed.arn, role_id=observed.role_id, extra=extra
             ),
             target=target,
             events=tuple(events),
-            remediated=remediated,
+            remediated=remediated if detection.out_of_band else (),
+            **detection.fields(detected),
         )
 
     def _role_absent(
@@ -275,20 +386,23 @@ class Reconciler:
         desired: DesiredRole,
         adapter: IamAdapter,
         target: Target,
-        was_created: bool,
+        detection: _Detection,
         paused: bool,
     ) -> Result:
         """Create the role; or, when it existed before and may not be recreated, report it."""
+        was_created = detection.had_role
+        missing = (Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM"),)
+        detected = detection.new_drift(missing) if was_created else ()
         if was_created and (paused or spec.drift_policy == DriftPolicy.Report):
-            drift = Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM")
             return Result(
                 outcome=Outcome(
                     ready_reason="Paused" if paused else "RoleMissing",
-                    ready_message=drift.message,
-                    drifts=(drift,),
+                    ready_message=missing[0].message,
+                    drifts=missing,
                 ),
                 target=target,
-                events=(Event("Warning", "DriftDetected", drift.message),),
+                events=detection.events(detected, repaired=()),
+                **detection.fields(detected),
             )
         if paused:
             return Result(
@@ -301,14 +415,19 @@ class Reconciler:
         created = adapter.apply(plan.plan_create(desired))
         if created is None:  # pragma: no cover - plan_create always starts with CreateRole
             raise RuntimeError("CreateRole returned no role")
+        self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect))
         reason = "Recreated" if was_created else "Created"
         return Result(
             outcome=Outcome(
                 arn=created["Arn"], role_id=created["RoleId"], extra={"adopted": False}
             ),
             target=target,
-            events=(Event("Normal", reason, f"{reason} IAM role {created['Arn']}"),),
-            remediated=(Aspect.RoleMissing,) if was_created else (),
+            events=(
+                Event("Normal", reason, f"{reason} IAM role {created['Arn']}"),
+                *detection.events(detected, repaired=(Aspect.RoleMissing,)),
+            ),
+            remediated=(Aspect.RoleMissing,) if detected else (),
+            **detection.fields(detected),
         )
 
     def _claim(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-import kopf
 import prometheus_client
 
 from ecsrole import config as config_module
@@ -44,7 +43,6 @@ def run(
     prometheus_client.start_http_server(
         metrics_address[1], addr=metrics_address[0], registry=metrics.REGISTRY
     )
-    health_host, health_port = health_address
     log.info(
         "starting operator",
         cluster=config.cluster_name,
@@ -54,14 +52,7 @@ def run(
     )
     try:
         asyncio.run(
-            kopf.operator(
-                registry=handlers.registry,
-                memo=context,
-                standalone=True,
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                liveness_endpoint=f"http://{health_host}:{health_port}/healthz",
-            )
+            handlers.run_operator(context, namespaces=namespaces, health_address=health_address)
         )
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -34,6 +34,8 @@ CLIENT_CONFIG = Config(
     read_timeout=30,
     max_pool_connections=16,
 )
+# Long polls hold the connection for up to 20 s.
+SQS_CLIENT_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=40))
 
 
 class RateLimiter:
@@ -141,6 +143,10 @@ class ClientFactory:
                     "sts", region_name=self.region, config=CLIENT_CONFIG
                 )
             return self._base_sts
+
+    def base_sqs(self) -> Any:
+        """SQS with the operator's own credentials (the CloudTrail event queue)."""
+        return self._base.create_client("sqs", region_name=self.region, config=SQS_CLIENT_CONFIG)
 
     def for_account(self, access: AccountAccess) -> AccountClients:
         with self._lock:

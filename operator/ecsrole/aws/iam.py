@@ -20,6 +20,7 @@ from ecsrole.core.model import ObservedRole, Operation
 
 T = TypeVar("T")
 
+_BIG_PAGES = {"PageSize": 1000}
 # After CreateRole, IAM may answer NoSuchEntity for a while (eventual consistency). Within one
 # apply the adapter waits a little; beyond that the reconciler retries later.
 NEW_ROLE_RETRY_SECONDS = 10.0
@@ -113,6 +114,70 @@ class IamAdapter:
             inline_policies=inline,
             instance_profile_names=profiles,
         )
+
+    def read_roles_bulk(self, path_prefix: str) -> dict[str, ObservedRole]:
+        """Every role under `path_prefix`, in a handful of calls, keyed by lower-cased name.
+
+        GetAccountAuthorizationDetails(Filter=["Role"]) carries trust, attached and inline
+        policies, tags and boundary for all roles; ListRoles(PathPrefix) adds what it lacks
+        (description, maximum session duration). Pages of up to 1000 roles each.
+        """
+        iam = self.clients.iam
+        listed = {
+            role["RoleName"].lower(): role
+            for role in _pages(
+                iam, "ListRoles", "Roles", PathPrefix=path_prefix, PaginationConfig=_BIG_PAGES
+            )
+        }
+        observed: dict[str, ObservedRole] = {}
+        for detail in _pages(
+            iam,
+            "GetAccountAuthorizationDetails",
+            "RoleDetailList",
+            Filter=["Role"],
+            PaginationConfig=_BIG_PAGES,
+        ):
+            key = detail["RoleName"].lower()
+            summary = listed.get(key)
+            if summary is None:
+                continue  # outside the path prefix: never ours
+            role = {
+                **detail,
+                "Description": summary.get("Description"),
+                "MaxSessionDuration": summary.get("MaxSessionDuration", 3600),
+            }
+            observed[key] = ObservedRole.from_iam(
+                role,
+                managed_policy_arns=[
+                    p["PolicyArn"] for p in detail.get("AttachedManagedPolicies", [])
+                ],
+                inline_policies={
+                    p["PolicyName"]: p["PolicyDocument"] for p in detail.get("RolePolicyList", [])
+                },
+                instance_profile_names=[
+                    p["InstanceProfileName"] for p in detail.get("InstanceProfileList", [])
+                ],
+            )
+        return observed
+
+    def read_roles_each(self, path_prefix: str, names: Iterable[str]) -> dict[str, ObservedRole]:
+        """perRole mode: ListRoles(PathPrefix), then a full read of each wanted role that exists."""
+        iam = self.clients.iam
+        existing = {
+            role["RoleName"].lower(): role["RoleName"]
+            for role in _pages(
+                iam, "ListRoles", "Roles", PathPrefix=path_prefix, PaginationConfig=_BIG_PAGES
+            )
+        }
+        observed: dict[str, ObservedRole] = {}
+        for name in names:
+            actual = existing.get(name.lower())
+            if actual is None:
+                continue
+            role = self.read_role(actual)
+            if role is not None:
+                observed[name.lower()] = role
+        return observed
 
     def apply(self, operations: Iterable[Operation]) -> dict[str, Any] | None:
         """Run operations in order; return the Role from CreateRole when one was created.

@@ -1,0 +1,214 @@
+"""Drift detection: one sweep task per account, and targeted re-reads for CloudTrail events.
+
+A sweep reads every role of an account at once (bulk: GetAccountAuthorizationDetails +
+ListRoles, a few calls for hundreds of roles; perRole: ListRoles + per-role reads), then hands
+each managed resource its role through the same Reconciler a kopf handler uses: Enforce
+repairs through the same plan, Report only reports. Nothing is written to Kubernetes when the
+outcome did not change, so a quiet account costs no API writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable
+
+from ecsrole import logs, metrics, report
+from ecsrole.aws.errors import AwsCallError
+from ecsrole.config import AccountConfig
+from ecsrole.context import OperatorContext
+from ecsrole.core import cloudtrail
+from ecsrole.core.cloudtrail import RoleChange
+from ecsrole.core.model import ObservedRole
+from ecsrole.kube import KubeClient, KubeError
+from ecsrole.reconciler import Event, Observation, Reconciler, Resource, Result
+
+log = logs.get_logger(__name__)
+
+# After a failed sweep, wait this much longer than the interval (AccessDenied, throttling).
+FAILED_SWEEP_EXTRA_DELAY = 30.0
+
+
+def sweepable(resource: Resource) -> bool:
+    """Resources whose role the operator recorded and whose spec it has already handled.
+
+    A resource with pending spec work (observedGeneration behind) is the kopf handler's job;
+    one being deleted is the deletion handler's; one without a recorded role was never created
+    or adopted (refused, conflicting, or not yet reconciled).
+    """
+    return (
+        not resource.deleting
+        and bool(resource.status.get("roleId"))
+        and resource.status.get("observedGeneration") == resource.generation
+    )
+
+
+class Sweeper:
+    """Runs the per-account sweep loops and re-reads roles named by CloudTrail events."""
+
+    def __init__(self, context: OperatorContext, kube: KubeClient) -> None:
+        self.context = context
+        self.kube = kube
+
+    def _resources(self, account_id: str) -> list[Resource]:
+        index = self.context.resources
+        if index is None:
+            return []
+        return list(index.get(account_id, []))
+
+    def _latest(self, account_id: str, uid: str) -> Resource | None:
+        for resource in self._resources(account_id):
+            if resource.uid == uid:
+                return resource
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """One task per configured account until `stop` is set."""
+        loops = [
+            asyncio.create_task(self._account_loop(account, stop), name=f"sweep-{account_id}")
+            for account_id, account in self.context.config.accounts.items()
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _account_loop(self, account: AccountConfig, stop: asyncio.Event) -> None:
+        interval = self.context.config.drift_check_interval
+        # Spread the accounts over the interval so their reads do not come in one burst.
+        await _sleep_or_stop(stop, random.uniform(0.2, 1.0) * interval)
+        while not stop.is_set():
+            delay = interval * random.uniform(0.9, 1.1)
+            try:
+                await self.sweep_account(account)
+            except AwsCallError as error:
+                log.warning(
+                    "drift sweep failed",
+                    account_id=account.account_id,
+                    error=str(error),
+                    kind=error.kind.value,
+                )
+                delay += FAILED_SWEEP_EXTRA_DELAY
+            except Exception:
+                log.exception("drift sweep crashed", account_id=account.account_id)
+                delay += FAILED_SWEEP_EXTRA_DELAY
+            await _sleep_or_stop(stop, delay)
+
+    async def sweep_account(self, account: AccountConfig) -> int:
+        """Sweep one account now; returns how many resources were checked."""
+        account_id = account.account_id
+        resources = self._resources(account_id)
+        metrics.managed_roles.labels(account_id).set(
+            sum(1 for r in resources if not r.deleting and r.status.get("roleId"))
+        )
+        due = [r for r in resources if sweepable(r)]
+        if not due:
+            return 0  # nothing to check: no AWS call at all
+        started = time.monotonic()
+        adapter = self.context.adapter(account)
+        if account.sweep_mode == "bulk":
+            observed = await self.context.in_worker(
+                lambda: adapter.read_roles_bulk(account.role_path_prefix)
+            )
+        else:
+            names = [str(r.spec.get("roleName", "")) for r in due]
+            observed = await self.context.in_worker(
+                lambda: adapter.read_roles_each(account.role_path_prefix, names)
+            )
+        for resource in due:
+            role_name = str(resource.spec.get("roleName", "")).lower()
+            await self.check(resource, Observation(observed.get(role_name), "sweep"))
+        metrics.drift_sweep_duration.labels(account_id).observe(time.monotonic() - started)
+        metrics.drift_sweep_last_success.labels(account_id).set(time.time())
+        return len(due)
+
+    async def role_changed(self, account_id: str, role_name: str, changed_at: float | None) -> int:
+        """A CloudTrail event named this role: re-read it now for every resource managing it."""
+        account = self.context.config.account(account_id)
+        if account is None:
+            return 0
+        targets = [
+            r
+            for r in self._resources(account_id)
+            if sweepable(r) and str(r.spec.get("roleName", "")).lower() == role_name.lower()
+        ]
+        if not targets:
+            return 0
+        adapter = self.context.adapter(account)
+        role: ObservedRole | None = await self.context.in_worker(
+            lambda: adapter.read_role(str(targets[0].spec["roleName"]))
+        )
+        for resource in targets:
+            await self.check(resource, Observation(role, "event", changed_at))
+        return len(targets)
+
+    async def on_role_change(self, change: RoleChange) -> bool:
+        """A CloudTrail event: re-read the role unless the operator itself made the change."""
+        account = self.context.config.account(change.account_id)
+        if account is None:
+            return True
+        identity = await self.context.in_worker(lambda: self.context.caller_identity(account))
+        if cloudtrail.made_by(change, identity.arn):
+            return True
+        await self.role_changed(change.account_id, change.role_name, change.event_time)
+        return True
+
+    async def check(self, resource: Resource, observation: Observation) -> None:
+        """Reconcile one resource against a detection read; write status only on change."""
+        async with self.context.lock_for(resource.uid):
+            account_id = str(resource.spec.get("accountId", ""))
+            latest = self._latest(account_id, resource.uid) or resource
+            if not sweepable(latest):
+                return
+            with logs.bound(
+                namespace=latest.namespace,
+                name=latest.name,
+                account_id=account_id,
+                role_name=latest.spec.get("roleName"),
+            ):
+                reconciler = Reconciler(self.context)
+                result = await self.context.in_worker(
+                    lambda: reconciler.reconcile(latest, conflicting=False, observation=observation)
+                )
+                await self._report(result, latest)
+
+    async def _report(self, result: Result, resource: Resource) -> None:
+        patch = report.status_patch(result, resource)
+        report.record_metrics(result, resource)
+        try:
+            if patch:
+                await self.kube.patch_status(resource.namespace, resource.name, patch)
+            if patch or result.detected or result.remediated:
+                await _post(self.kube, resource, result.events)
+        except KubeError as error:
+            log.warning("could not write the sweep's outcome", error=str(error))
+        if result.detected:
+            log.info(
+                "drift detected",
+                aspects=[d.aspect.value for d in result.detected],
+                repaired=[a.value for a in result.remediated],
+                source=result.detection_source,
+                latency_seconds=result.detection_latency,
+            )
+
+
+async def _post(kube: KubeClient, resource: Resource, events: Iterable[Event]) -> None:
+    for event in events:
+        await kube.post_event(
+            namespace=resource.namespace,
+            name=resource.name,
+            uid=resource.uid,
+            type_=event.type,
+            reason=event.reason,
+            message=event.message,
+        )
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        return
