@@ -36,8 +36,8 @@ dev-down: ## stop everything dev/dev-up started
 
 .PHONY: lint
 lint: install ## ruff and mypy
-	.venv/bin/ruff check operator tests
-	.venv/bin/ruff format --check operator tests
+	.venv/bin/ruff check operator tests bench
+	.venv/bin/ruff format --check operator tests bench
 	.venv/bin/mypy
 
 .PHONY: test-unit

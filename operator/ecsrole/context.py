@@ -36,6 +36,7 @@ SETTLE_SECONDS = 15.0
 @dataclass
 class _IdentityCache:
     entries: dict[str, tuple[float, CallerIdentity]] = field(default_factory=dict)
+    fetching: dict[str, threading.Lock] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -65,16 +66,25 @@ class OperatorContext:
         return IamAdapter(self.clients.for_account(access))
 
     def caller_identity(self, account: AccountConfig) -> CallerIdentity:
-        """STS GetCallerIdentity for the account's clients, cached for a while (blocking)."""
-        now = time.monotonic()
+        """STS GetCallerIdentity for the account's clients, cached for a while (blocking).
+
+        One lookup per account at a time: a burst of first reconciles waits for it instead of
+        each asking STS.
+        """
         with self._identities.lock:
-            cached = self._identities.entries.get(account.account_id)
-        if cached is not None and now - cached[0] < IDENTITY_TTL_SECONDS:
-            return cached[1]
-        identity = self.adapter(account).caller_identity()
-        with self._identities.lock:
-            self._identities.entries[account.account_id] = (now, identity)
-        return identity
+            account_lock = self._identities.fetching.setdefault(
+                account.account_id, threading.Lock()
+            )
+        with account_lock:
+            now = time.monotonic()
+            with self._identities.lock:
+                cached = self._identities.entries.get(account.account_id)
+            if cached is not None and now - cached[0] < IDENTITY_TTL_SECONDS:
+                return cached[1]
+            identity = self.adapter(account).caller_identity()
+            with self._identities.lock:
+                self._identities.entries[account.account_id] = (now, identity)
+            return identity
 
     def lock_for(self, uid: str) -> asyncio.Lock:
         """The lock serialising work on one object (event-loop side only)."""
