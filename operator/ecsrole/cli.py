@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from ecsrole import __version__
 from ecsrole import config as config_module
+from ecsrole.leader import LeaseSettings
 
 DEFAULT_CONFIG_PATH = "/etc/ecsrole/config.yaml"
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default) or default
+
+
+def _in_cluster_namespace() -> str:
+    try:
+        return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -74,6 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
         "default: all namespaces",
     )
     run.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=_env("ECSROLE_LEADER_ELECTION", "true").lower() == "true",
+        help="run only while holding a coordination.k8s.io Lease, so replicas can stand by "
+        "(env ECSROLE_LEADER_ELECTION, default true)",
+    )
+    run.add_argument(
+        "--lease-name",
+        default=_env("ECSROLE_LEASE_NAME", "ecsrole-leader"),
+        help="name of the Lease (env ECSROLE_LEASE_NAME, default ecsrole-leader)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=_env("ECSROLE_LEASE_NAMESPACE", _env("POD_NAMESPACE", _in_cluster_namespace())),
+        help="namespace of the Lease (env ECSROLE_LEASE_NAMESPACE, else POD_NAMESPACE, else the "
+        "pod's own namespace, else default)",
+    )
+    run.add_argument(
+        "--lease-duration",
+        type=float,
+        default=float(_env("ECSROLE_LEASE_DURATION", "15")),
+        help="seconds a standby waits for a silent leader before taking over; the leader stops "
+        "when it cannot renew within two thirds of it (env ECSROLE_LEASE_DURATION, default 15)",
+    )
+    run.add_argument(
         "--aws-workers",
         type=int,
         default=int(_env("ECSROLE_AWS_WORKERS", "16")),
@@ -107,7 +144,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     from ecsrole import runtime  # kopf and boto3 load only when the operator runs
 
+    lease = None
+    if args.leader_election:
+        duration = args.lease_duration
+        lease = LeaseSettings(
+            namespace=args.lease_namespace,
+            name=args.lease_name,
+            identity=f"{_env('POD_NAME', socket.gethostname())}_{uuid.uuid4().hex[:8]}",
+            lease_duration=duration,
+            renew_deadline=duration * 2 / 3,
+            retry_period=max(0.5, duration / 7.5),
+        )
     return runtime.run(
+        lease=lease,
         config_path=args.config,
         metrics_address=args.metrics_address,
         health_address=args.health_address,

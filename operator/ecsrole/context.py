@@ -51,6 +51,7 @@ class OperatorContext:
     _in_sync_at: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
     resources: Any = None  # kopf's index of resources by account, set at startup
+    seeds: Any = None  # sweeper.Seeder of the current leadership term
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; all of this is shared state, so share it.

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
+from ecsrole import health as health_module
 from ecsrole import logs, metrics, report
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
 from ecsrole.kube import KubeClient
+from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import ABANDON_ANNOTATION, PAUSED_ANNOTATION, Reconciler, Resource, Result
-from ecsrole.sweeper import Sweeper
+from ecsrole.sweeper import Seeder, Sweeper
 
 GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
 PREFIX = "ecsrole.dev"
@@ -170,8 +173,13 @@ async def reconcile(
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
         async with memo.lock_for(resource.uid):
+            observation = None
+            if reason == "resume" and retry == 0 and memo.seeds is not None:
+                observation = await memo.seeds.observation(resource)
             result = await memo.in_worker(
-                lambda: Reconciler(memo).reconcile(resource, conflicting=conflicting, retry=retry)
+                lambda: Reconciler(memo).reconcile(
+                    resource, conflicting=conflicting, retry=retry, observation=observation
+                )
             )
         metrics.reconcile_duration.labels(str(reason)).observe(time.monotonic() - started)
         _apply(result, resource, body, patch)
@@ -216,13 +224,62 @@ async def delete(
 
 
 async def run_operator(
-    context: OperatorContext, *, namespaces: tuple[str, ...], health_address: tuple[str, int]
-) -> None:
-    """kopf in-process (standalone: one active replica), with the drift sweeps beside it."""
+    context: OperatorContext,
+    *,
+    namespaces: tuple[str, ...],
+    health_address: tuple[str, int],
+    lease: LeaseSettings | None,
+) -> int:
+    """Serve /healthz, wait for the leader lease, then run kopf and the sweeps while it is held.
+
+    Returns the process exit code: 1 when the lease was lost (the replica restarts as a standby),
+    0 on a normal stop.
+    """
     kube = KubeClient(lambda: _connection_info(kopf.OperatorSettings()))
-    stop = asyncio.Event()
+    elector = LeaderElector(kube, lease) if lease is not None else None
+    stop = asyncio.Event()  # a signal while standing by
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    health = await health_module.serve(
+        *health_address, lambda: elector.is_leader if elector is not None else True
+    )
+    try:
+        if elector is not None and not await elector.acquire(stop):
+            return 0
+        if elector is None:
+            metrics.leader.set(1)
+        return await _lead(context, kube, elector, namespaces)
+    finally:
+        metrics.leader.set(0)
+        await health.cleanup()
+        await kube.close()
+
+
+async def _lead(
+    context: OperatorContext,
+    kube: KubeClient,
+    elector: LeaderElector | None,
+    namespaces: tuple[str, ...],
+) -> int:
+    working = asyncio.Event()  # set to stop kopf, the sweeps and the lease renewal
+    lost = False
+
+    async def hold_lease() -> None:
+        nonlocal lost
+        if elector is None:
+            return
+        await elector.keep(working)
+        if not elector.is_leader:
+            lost = True
+            working.set()
+
     sweeper = Sweeper(context, kube)
-    sweeps = asyncio.create_task(sweeper.run(stop), name="sweeps")
+    context.seeds = Seeder(context)
+    tasks = [
+        asyncio.create_task(hold_lease(), name="lease"),
+        asyncio.create_task(sweeper.run(working), name="sweeps"),
+    ]
     consumer = None
     if context.config.events_sqs_queue_url:
         consumer = EventConsumer(
@@ -232,7 +289,6 @@ async def run_operator(
             asyncio.get_running_loop(),
         )
         consumer.start()
-    host, port = health_address
     try:
         await kopf.operator(
             registry=registry,
@@ -240,11 +296,13 @@ async def run_operator(
             standalone=True,
             clusterwide=not namespaces,
             namespaces=namespaces,
-            liveness_endpoint=f"http://{host}:{port}/healthz",
+            stop_flag=working,
         )
     finally:
         if consumer is not None:
             consumer.stop()
-        stop.set()
-        await sweeps
-        await kube.close()
+        working.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if elector is not None and not lost:
+            await elector.release()
+    return 1 if lost else 0

@@ -84,33 +84,54 @@ class KubeClient:
         self._server = str(info.server).rstrip("/")
         self._headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
 
-    async def _request(
-        self, method: str, path: str, body: Mapping[str, Any], content_type: str
-    ) -> None:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> tuple[int, Any]:
+        """One API call: (HTTP status, decoded JSON body). Raises KubeError only when unreachable.
+
+        A 401 triggers one fresh login (in-cluster tokens rotate) and a retry.
+        """
         for attempt in range(2):
             if self._session is None or attempt:
                 self._connect()
                 if self._session is None:
-                    self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+                    self._session = aiohttp.ClientSession()
             try:
                 async with self._session.request(
                     method,
                     f"{self._server}{path}",
-                    json=dict(body),
+                    json=dict(body) if body is not None else None,
                     headers={**self._headers, "Content-Type": content_type},
                     ssl=self._ssl,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as response:
                     if response.status == 401 and attempt == 0:
                         continue
-                    if response.status >= 400:
-                        raise KubeError(response.status, (await response.text())[:500])
-                    return
-            except aiohttp.ClientError as error:
-                raise KubeError(0, str(error)) from error
+                    try:
+                        decoded = await response.json(content_type=None)
+                    except ValueError:
+                        decoded = None
+                    return response.status, decoded
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise KubeError(0, str(error) or type(error).__name__) from error
+        return 401, None
+
+    async def _write(
+        self, method: str, path: str, body: Mapping[str, Any], content_type: str
+    ) -> None:
+        status, decoded = await self.request(method, path, body, content_type)
+        if status >= 400:
+            message = decoded.get("message", "") if isinstance(decoded, dict) else ""
+            raise KubeError(status, str(message)[:500])
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource; the condition list is replaced whole."""
-        await self._request(
+        await self._write(
             "PATCH",
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
             {"status": dict(status)},
@@ -121,7 +142,7 @@ class KubeClient:
         self, *, namespace: str, name: str, uid: str, type_: str, reason: str, message: str
     ) -> None:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        await self._request(
+        await self._write(
             "POST",
             f"/api/v1/namespaces/{namespace}/events",
             {

@@ -11,6 +11,7 @@ from ecsrole import config as config_module
 from ecsrole import handlers, logs, metrics
 from ecsrole.aws import clients
 from ecsrole.context import OperatorContext
+from ecsrole.leader import LeaseSettings
 
 log = logs.get_logger(__name__)
 
@@ -24,6 +25,7 @@ def run(
     log_level: str,
     namespaces: tuple[str, ...],
     aws_workers: int,
+    lease: LeaseSettings | None,
 ) -> int:
     logs.configure_logging(level=log_level, log_format=log_format)
     try:
@@ -51,10 +53,12 @@ def run(
         namespaces=list(namespaces) or "all",
     )
     try:
-        asyncio.run(
-            handlers.run_operator(context, namespaces=namespaces, health_address=health_address)
+        code = asyncio.run(
+            handlers.run_operator(
+                context, namespaces=namespaces, health_address=health_address, lease=lease
+            )
         )
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         log.info("operator stopped")
-    return 0
+    return code

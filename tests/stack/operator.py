@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import urllib.request
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ class OperatorProcess:
         metrics_port: int | None = None,
         health_port: int | None = None,
         log_level: str = "DEBUG",
+        lease_name: str | None = None,
+        lease_duration: float = 15.0,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,10 @@ class OperatorProcess:
             f"--health-address=127.0.0.1:{self.health_port}",
             "--log-format=json",
             f"--log-level={log_level}",
+            # Each operator its own lease unless a test makes replicas compete for one.
+            f"--lease-name={lease_name or 'ecsrole-' + uuid.uuid4().hex[:10]}",
+            "--lease-namespace=default",
+            f"--lease-duration={lease_duration}",
             *(f"--namespace={ns}" for ns in namespaces),
         ]
         env = {

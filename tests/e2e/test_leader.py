@@ -1,0 +1,119 @@
+"""High availability: replicas share one Lease; only the leader writes; takeover after a crash
+waits out the lease, takeover after SIGTERM is immediate; the new leader seeds from one bulk read."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import OperatorFactory
+from tests.stack.kube import Kubectl, wait_for_condition
+from tests.stack.moto import DEFAULT_ACCOUNT_ID
+from tests.stack.operator import OperatorProcess, dev_config
+
+pytestmark = pytest.mark.e2e
+
+LEASE_SECONDS = 6.0
+
+
+def _leads(process: OperatorProcess) -> bool:
+    try:
+        with urllib.request.urlopen(process.health_url, timeout=2) as response:  # noqa: S310
+            return bool(json.load(response)["leader"])
+    except OSError:
+        return False
+
+
+def _metric(process: OperatorProcess, metric: str, **labels: str) -> float:
+    total = 0.0
+    for line in process.metrics_text().splitlines():
+        if line.startswith((metric + "{", metric + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _wait_leader(
+    candidates: list[OperatorProcess], timeout: float
+) -> tuple[OperatorProcess, float]:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        leading = [p for p in candidates if p.child.alive() and _leads(p)]
+        if leading:
+            assert len(leading) == 1, "two leaders at once"
+            return leading[0], time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"no leader within {timeout:.0f}s")
+
+
+def _role(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "iam.ecsrole.dev/v1alpha1",
+        "kind": "EcsExecutionRole",
+        "metadata": {"name": name},
+        "spec": {"accountId": DEFAULT_ACCOUNT_ID, "roleName": f"ha-{uuid.uuid4().hex[:12]}"},
+    }
+
+
+def test_one_leader_writes_and_a_standby_takes_over(
+    operator_factory: OperatorFactory, own_namespace: str, kubectl: Kubectl
+) -> None:
+    config = dev_config(
+        "e2e-ha", {DEFAULT_ACCOUNT_ID: {"namespaces": [own_namespace]}}, driftCheckInterval="1h"
+    )
+    lease = f"ha-{uuid.uuid4().hex[:8]}"
+
+    def replica() -> OperatorProcess:
+        return operator_factory(
+            config, namespaces=[own_namespace], lease_name=lease, lease_duration=LEASE_SECONDS
+        )
+
+    first, second = replica(), replica()
+    leader, _ = _wait_leader([first, second], LEASE_SECONDS * 3)
+    standby = second if leader is first else first
+
+    kubectl.apply(_role("one"), namespace=own_namespace)
+    wait_for_condition(kubectl, own_namespace, "one", "Ready", timeout=60)
+    assert _metric(leader, "ecsrole_leader") == 1
+    assert _metric(standby, "ecsrole_leader") == 0
+    assert _metric(leader, "ecsrole_aws_api_calls_total", operation="CreateRole") == 1
+    assert _metric(standby, "ecsrole_aws_api_calls_total") == 0, "a standby never calls AWS"
+    assert "ecsrole_ready{" not in standby.metrics_text(), "standbys export no per-object series"
+
+    # A crash: the standby must wait out the lease (it cannot know the leader is gone).
+    leader.kill()
+    killed_at = time.monotonic()
+    new_leader, _ = _wait_leader([standby], LEASE_SECONDS * 3)
+    takeover = time.monotonic() - killed_at
+    assert LEASE_SECONDS * 0.8 <= takeover <= LEASE_SECONDS * 2.5, takeover
+
+    # The new leader resumed "one" from a bulk read, not from per-role reads, and did not
+    # write it again; then it serves new work.
+    kubectl.apply(_role("two"), namespace=own_namespace)
+    wait_for_condition(kubectl, own_namespace, "two", "Ready", timeout=60)
+    assert _metric(new_leader, "ecsrole_aws_api_calls_total", operation="CreateRole") == 1
+    assert (
+        _metric(
+            new_leader, "ecsrole_aws_api_calls_total", operation="GetAccountAuthorizationDetails"
+        )
+        >= 1
+    )
+    assert (
+        _metric(new_leader, "ecsrole_aws_api_calls_total", operation="GetRole") == 1
+    )  # "two" only
+    assert _metric(new_leader, "ecsrole_ready", name="one") == 1
+
+    # A graceful stop releases the lease: the next standby takes over at once.
+    third = replica()
+    time.sleep(1)
+    assert not _leads(third)
+    new_leader.stop()
+    stopped_at = time.monotonic()
+    _wait_leader([third], LEASE_SECONDS * 3)
+    assert time.monotonic() - stopped_at < LEASE_SECONDS * 0.8, "release should not wait for expiry"
