@@ -126,8 +126,11 @@ def resources_by_account(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[
 
 
 def _is_conflicting(index: kopf.Index[Any, Any], spec: Mapping[str, Any], uid: str) -> bool:
-    """True when another resource ranks first for the role (see `role_claims`): the holder,
-    else the oldest, else (same second) the smallest uid."""
+    """True when another resource ranks first for the role (see `role_claims`).
+
+    First comes the resource that recorded the role, then the oldest, then (same second) the
+    smallest uid.
+    """
     key = (str(spec.get("accountId", "")), str(spec.get("roleName", "")).lower())
     claims = list(index.get(key, []))
     return bool(claims) and min(claims)[-1] != uid
