@@ -215,6 +215,7 @@ async def delete(
     if not result.done:
         for key, value in report.status_patch(result, resource).items():
             patch.status[key] = value
+        report.record_metrics(result, resource)  # ready 0 while DeletionBlocked
         raise kopf.TemporaryError(result.outcome.ready_message, delay=result.retry_after or 30)
     memo.forget(resource.uid)
     if result.target is not None:

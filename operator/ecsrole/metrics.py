@@ -10,6 +10,8 @@ from __future__ import annotations
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ecsrole.core.model import Aspect
+
 # One series per counter, not a second *_created series: half the scrape size, same meaning.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -89,6 +91,16 @@ leader = Gauge(
     "1 while this replica holds the leader Lease and runs reconciles and sweeps.",
     registry=REGISTRY,
 )
+
+
+def init_account(account_id: str) -> None:
+    """Create an account's drift counters at 0 before anything happens.
+
+    `increase()` and `rate()` cannot see a counter's first increment when its series first
+    appears with the value 1: the first privilege drift in an account would never alert.
+    """
+    for aspect in Aspect:
+        drift_events.labels(account_id, aspect.value)
 
 
 def set_object_state(

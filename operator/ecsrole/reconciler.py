@@ -12,6 +12,7 @@ makes sure the safety checks come before any call that could write:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import random
 import time
@@ -106,6 +107,7 @@ class Result:
     """What a reconcile or deletion decided; the handlers apply it.
 
     `remediated` lists the aspects actually repaired by writes (for the remediation metric);
+    `remediation_failed` the aspects of out-of-band drift whose repair write failed.
     `done` False means the work is not finished and `retry_after` says when to try again.
     `detected` is drift newly found on a role that was in sync with this generation (changed
     outside the spec), as opposed to a spec change being applied.
@@ -120,6 +122,7 @@ class Result:
     detected: tuple[Drift, ...] = ()
     detection_source: str = "sweep"
     detection_latency: float | None = None
+    remediation_failed: tuple[Aspect, ...] = ()
 
 
 def _parse_time(value: str) -> datetime.datetime:
@@ -135,6 +138,32 @@ def backoff(kind: FailureKind, retry: int) -> float:
     }[kind]
     delay: float = min(cap, base * 2 ** min(retry, 10))
     return delay * random.uniform(0.8, 1.2)
+
+
+def _aws_failed(error: AwsCallError, target: Target, retry: int) -> Result:
+    """An AWS call failed: Synced=False with its kind, Ready kept as it was, retried later."""
+    message = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
+    return Result(
+        outcome=Outcome(
+            ready_reason=KEEP_READY,
+            sync_error=error.kind.value,
+            sync_message=message[:1000],
+            in_progress=True,
+        ),
+        target=target,
+        events=(Event("Warning", error.kind.value, message[:1000]),),
+        retry_after=backoff(error.kind, retry),
+        done=False,
+    )
+
+
+def _target_of(resource: Resource) -> Target | None:
+    """The account and role a resource names (None when its spec never parsed)."""
+    try:
+        spec = parse_spec(resource.spec)
+    except SpecError:
+        return None
+    return Target(spec.account_id, spec.role_name)
 
 
 def _refused(target: Target | None, reason: str, message: str) -> Result:
@@ -269,21 +298,9 @@ class Reconciler:
                 f"{spec.account_id}; this one is ignored until that one is deleted",
             )
         try:
-            return self._reconcile(resource, spec, account, target, observation)
+            return self._reconcile(resource, spec, account, target, observation, retry)
         except AwsCallError as error:
-            message = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
-            return Result(
-                outcome=Outcome(
-                    ready_reason=KEEP_READY,
-                    sync_error=error.kind.value,
-                    sync_message=message[:1000],
-                    in_progress=True,
-                ),
-                target=target,
-                events=(Event("Warning", error.kind.value, message[:1000]),),
-                retry_after=backoff(error.kind, retry),
-                done=False,
-            )
+            return _aws_failed(error, target, retry)
 
     def _reconcile(
         self,
@@ -292,6 +309,7 @@ class Reconciler:
         account: AccountConfig,
         target: Target,
         observation: Observation | None,
+        retry: int,
     ) -> Result:
         identity = self.context.caller_identity(account)
         if identity.account_id != spec.account_id:
@@ -357,7 +375,25 @@ class Reconciler:
         remediated: tuple[Aspect, ...] = ()
         if drifts and spec.drift_policy == DriftPolicy.Enforce:
             operations = plan.plan_update(desired, observed, drifts)
-            adapter.apply(operations)
+            try:
+                adapter.apply(operations)
+            except AwsCallError as error:
+                # The role still differs from the spec: say so (status, ecsrole_drifted), count
+                # the drift found and its failed repair (remediation outcome "error"), retry.
+                failed = _aws_failed(error, target, retry)
+                return dataclasses.replace(
+                    failed,
+                    outcome=dataclasses.replace(
+                        failed.outcome,
+                        drifts=drifts,
+                        arn=observed.arn,
+                        role_id=observed.role_id,
+                        extra=extra,
+                    ),
+                    events=(*events, *detection.events(detected, repaired=()), *failed.events),
+                    remediation_failed=_aspects(operations) if detection.out_of_band else (),
+                    **detection.fields(detected),
+                )
             remediated = _aspects(operations)
             self.context.record_writes(spec.account_id, spec.role_name, remediated)
             # What no operation can repair (a boundary set outside the spec: the operator has
@@ -493,6 +529,7 @@ class Reconciler:
         if resource.annotated(ABANDON_ANNOTATION):
             return Result(
                 outcome=deleting,
+                target=_target_of(resource),  # so its metric series go with it
                 events=(
                     Event(
                         "Warning",
@@ -504,6 +541,7 @@ class Reconciler:
         if resource.annotated(PAUSED_ANNOTATION):
             return Result(
                 outcome=deleting,
+                target=_target_of(resource),  # so its metric series go with it
                 events=(
                     Event(
                         "Normal",

@@ -44,6 +44,8 @@ def record_metrics(result: Result, resource: Resource) -> None:
         )
     for aspect in result.remediated:
         metrics.drift_remediations.labels(account_id, aspect.value, "success").inc()
+    for aspect in result.remediation_failed:
+        metrics.drift_remediations.labels(account_id, aspect.value, "error").inc()
     metrics.set_object_state(
         namespace=resource.namespace,
         name=resource.name,

@@ -80,6 +80,7 @@ class Sweeper:
 
     async def _account_loop(self, account: AccountConfig, stop: asyncio.Event) -> None:
         interval = self.context.config.drift_check_interval
+        metrics.init_account(account.account_id)
         # Spread the accounts over the interval so their reads do not come in one burst.
         await _sleep_or_stop(stop, random.uniform(0.2, 1.0) * interval)
         while not stop.is_set():
@@ -108,7 +109,10 @@ class Sweeper:
         )
         due = [r for r in resources if sweepable(r)]
         if not due:
-            return 0  # nothing to check: no AWS call at all
+            # Nothing to check, so no AWS call at all; the sweep still completed, so an account
+            # without roles is not reported as stale.
+            metrics.drift_sweep_last_success.labels(account_id).set(time.time())
+            return 0
         started = time.monotonic()
         adapter = self.context.adapter(account)
         if account.sweep_mode == "bulk":
@@ -162,8 +166,10 @@ class Sweeper:
         """Reconcile one resource against a detection read; write status only on change."""
         async with self.context.lock_for(resource.uid):
             account_id = str(resource.spec.get("accountId", ""))
-            latest = self._latest(account_id, resource.uid) or resource
-            if not sweepable(latest):
+            latest = self._latest(account_id, resource.uid)
+            if latest is None or not sweepable(latest):
+                # Gone from the index: deleted while the sweep read AWS. Reconciling the stale
+                # copy would bring back its metric series (or its role).
                 return
             with logs.bound(
                 namespace=latest.namespace,
