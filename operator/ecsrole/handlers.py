@@ -282,7 +282,7 @@ async def _lead(
     context.seeds = Seeder(context)
     tasks = [
         asyncio.create_task(hold_lease(), name="lease"),
-        asyncio.create_task(sweeper.run(working), name="sweeps"),
+        *sweeper.start(working),
     ]
     consumer = None
     if context.config.events_sqs_queue_url:

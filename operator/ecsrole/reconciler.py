@@ -477,7 +477,7 @@ class Reconciler:
         target: Target,
     ) -> Result | Event:
         """A role not yet recorded as ours: recover it after a crash, adopt it, or refuse."""
-        if self._created_by_us_before_a_crash(resource, observed, owner):
+        if self._created_by_us_before_a_crash(resource, observed, owner, spec.path):
             return Event("Normal", "Created", f"Recorded IAM role {observed.arn}, created earlier")
         if not spec.adopt:
             return _refused(
@@ -511,10 +511,12 @@ class Reconciler:
 
     @staticmethod
     def _created_by_us_before_a_crash(
-        resource: Resource, observed: ObservedRole, owner: Owner
+        resource: Resource, observed: ObservedRole, owner: Owner, path: str
     ) -> bool:
-        """This object's ownership tags on a role no older than the object: CreateRole, then a crash."""
-        if not ownership.ownership_tags_match(observed, owner):
+        """CreateRole, then a crash before status.roleId was written: the role carries this
+        object's ownership tags (its uid among them), sits at the spec's path, and is no older
+        than the object. Anything else with those tags was not created for this object."""
+        if observed.path != path or not ownership.ownership_tags_match(observed, owner):
             return False
         created = observed.create_date
         if resource.created is None or not isinstance(created, datetime.datetime):
@@ -556,9 +558,9 @@ class Reconciler:
             return Result(outcome=deleting)  # never valid, so nothing was ever created
         target = Target(spec.account_id, spec.role_name)
         recorded_id = resource.status.get("roleId")
-        if not recorded_id:
-            return Result(outcome=deleting, target=target)  # nothing created or adopted
         account = self._account(resource, spec)
+        if account is None and not recorded_id:
+            return Result(outcome=deleting, target=target)  # never allowed, never created
         if account is None:
             return self._deletion_blocked(
                 target,
@@ -568,7 +570,9 @@ class Reconciler:
                 retry,
             )
         try:
-            return self._delete(resource, spec, account, str(recorded_id), target, retry)
+            return self._delete(
+                resource, spec, account, str(recorded_id) if recorded_id else None, target, retry
+            )
         except AwsCallError as error:
             why = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
             return self._deletion_blocked(target, why, error.kind, retry)
@@ -593,12 +597,16 @@ class Reconciler:
         resource: Resource,
         spec: RoleSpec,
         account: AccountConfig,
-        recorded_id: str,
+        recorded_id: str | None,
         target: Target,
         retry: int,
     ) -> Result:
+        """Delete or release an owned role. Without a recorded id, only a role this object
+        created just before a crash (see `_created_by_us_before_a_crash`) is its own."""
         deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
         identity = self.context.caller_identity(account)
+        if identity.account_id != spec.account_id and not recorded_id:
+            return Result(outcome=deleting, target=target)  # could never have created it
         if identity.account_id != spec.account_id:
             return self._deletion_blocked(
                 target,
@@ -609,7 +617,13 @@ class Reconciler:
             )
         adapter = self.context.adapter(account)
         observed = adapter.read_role(spec.role_name, with_instance_profiles=True)
-        if observed is None or not ownership.is_owned(observed, self._owner(resource), recorded_id):
+        owner = self._owner(resource)
+        owned = observed is not None and (
+            ownership.is_owned(observed, owner, recorded_id)
+            if recorded_id
+            else self._created_by_us_before_a_crash(resource, observed, owner, spec.path)
+        )
+        if observed is None or not owned:
             return Result(
                 outcome=deleting,
                 target=target,

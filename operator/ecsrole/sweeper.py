@@ -65,18 +65,16 @@ class Sweeper:
                 return resource
         return None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """One task per configured account until `stop` is set."""
-        loops = [
+    def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """One task per configured account, running until `stop` is set.
+
+        Created before kopf starts, so kopf's shutdown does not count them as its own hung
+        tasks (it would wait 5 s for them before cancelling); the caller sets `stop`.
+        """
+        return [
             asyncio.create_task(self._account_loop(account, stop), name=f"sweep-{account_id}")
             for account_id, account in self.context.config.accounts.items()
         ]
-        try:
-            await stop.wait()
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
 
     async def _account_loop(self, account: AccountConfig, stop: asyncio.Event) -> None:
         interval = self.context.config.drift_check_interval

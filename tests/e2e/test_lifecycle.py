@@ -958,6 +958,48 @@ def test_role_created_just_before_a_crash_is_recovered(
     assert ownership_tags(state) == expected_ownership(own_namespace, "app", uid, cluster=cluster)
 
 
+def test_role_created_just_before_a_crash_is_deleted_with_its_resource(
+    kubectl: Kubectl, own_namespace: str, operator_factory: OperatorFactory, iam: Any
+) -> None:
+    cluster = unique("e2e-crash-delete")
+    role_name = unique("e2e-crash-delete")
+    config = own_config(cluster, [own_namespace])
+    # The operator puts its finalizer on the object (paused: it creates nothing), then stops.
+    paused = manifest("app", role_name)
+    paused["metadata"]["annotations"] = {PAUSED: "true"}
+    operator = operator_factory(config, namespaces=[own_namespace])
+    kubectl.apply(paused, namespace=own_namespace)
+    eventually(
+        lambda: (
+            "ecsrole.dev/finalizer"
+            in (
+                (kubectl.get_json(KIND, "app", own_namespace) or {})
+                .get("metadata", {})
+                .get("finalizers")
+                or []
+            )
+        ),
+        what="the finalizer",
+    )
+    operator.stop()
+    # "CreateRole, then a crash": the role exists with this object's tags, no roleId recorded.
+    uid = (kubectl.get_json(KIND, "app", own_namespace) or {})["metadata"]["uid"]
+    create_role_by_hand(
+        iam,
+        role_name,
+        trust=SEED_TRUST,
+        tags=expected_ownership(own_namespace, "app", uid, cluster=cluster),
+    )
+    kubectl("annotate", KIND, "app", "-n", own_namespace, f"{PAUSED}-")
+    kubectl("delete", KIND, "app", "-n", own_namespace, "--wait=false")
+
+    operator_factory(config, namespaces=[own_namespace])
+    eventually(
+        lambda: kubectl.get_json(KIND, "app", own_namespace) is None, what="the object to go"
+    )
+    assert role_state(iam, role_name) is None, "the crash leftover must not be orphaned"
+
+
 KILL_TEST_LEASE_SECONDS = 3.0
 
 
