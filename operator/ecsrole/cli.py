@@ -1,4 +1,8 @@
-"""The `ecsrole` command: `run` starts the operator, `check-config` validates a configuration."""
+"""The `ecsrole` command: `run` starts the operator, `check-config` validates a configuration,
+`diff` and `import` are the GitOps and brownfield tools (ecsrole.tools, docs/cli.md).
+
+Importable without kopf or boto3: each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -123,7 +127,98 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate an operator configuration file; every problem is printed with the field it concerns.",
     )
     check.add_argument("file", help="configuration file (YAML)")
+    _add_tool_parsers(commands)
     return parser
+
+
+def _role_arn_template(value: str) -> str:
+    from ecsrole.core import iam
+
+    if "{account}" not in value:
+        raise argparse.ArgumentTypeError(
+            'must contain "{account}", e.g. arn:aws:iam::{account}:role/ecsrole-diff'
+        )
+    parsed = iam.parse_role_arn(value.replace("{account}", "123456789012"))
+    if isinstance(parsed, str):
+        raise argparse.ArgumentTypeError(f"not a role ARN once {{account}} is filled in: {parsed}")
+    return value
+
+
+def _add_tool_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`diff` and `import`: thin wiring; the logic is in ecsrole.tools (see docs/cli.md)."""
+    template_help = (
+        "assume this role in every account instead of the configuration's roleArn, e.g. "
+        "arn:aws:iam::{account}:role/ecsrole-readonly (a read-only role for CI)"
+    )
+    diff = commands.add_parser(
+        "diff",
+        help="show the IAM changes the operator would make for EcsExecutionRole manifests",
+        description="Judge EcsExecutionRole manifests against IAM as the operator would, without "
+        "a cluster, and print the changes it would make and the refusals. Read-only. Exit "
+        "status: 0 no changes, 2 changes or refusals, 1 error. See docs/cli.md.",
+    )
+    diff.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE_OR_DIR",
+        help="manifest file, directory (read recursively) or - for stdin; repeatable",
+    )
+    diff.add_argument(
+        "--config",
+        metavar="FILE",
+        default=_env("ECSROLE_CONFIG", DEFAULT_CONFIG_PATH),
+        help=f"the operator's configuration file (env ECSROLE_CONFIG, default {DEFAULT_CONFIG_PATH})",
+    )
+    diff.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for machines (apiVersion ecsrole.dev/diff/v1)",
+    )
+    diff.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace of manifests without metadata.namespace (default: default)",
+    )
+    diff.add_argument(
+        "--role-arn-template", metavar="ARN", type=_role_arn_template, help=template_help
+    )
+
+    imp = commands.add_parser(
+        "import",
+        help="write EcsExecutionRole manifests for an account's existing ECS execution roles",
+        description="Find the roles of an account that trust ecs-tasks.amazonaws.com and write "
+        "one manifest per role (adopt: true, deletionPolicy: Retain, the role's current "
+        "settings). Read-only. See docs/cli.md.",
+    )
+    imp.add_argument("--account", required=True, metavar="ID", help="12-digit AWS account id")
+    imp.add_argument(
+        "--config",
+        metavar="FILE",
+        default=os.environ.get("ECSROLE_CONFIG") or None,
+        help="the operator's configuration file (env ECSROLE_CONFIG): how to reach the account, "
+        "and the allow-lists the manifests are checked against",
+    )
+    imp.add_argument(
+        "-n", "--namespace", default="default", help="metadata.namespace of the manifests"
+    )
+    imp.add_argument(
+        "--output", metavar="DIR", help="write one file per role here (default: stdout)"
+    )
+    imp.add_argument(
+        "--path-prefix",
+        metavar="PATH",
+        help="only roles under this IAM path (default: the account's rolePathPrefix, else /)",
+    )
+    imp.add_argument(
+        "--role-arn-template", metavar="ARN", type=_role_arn_template, help=template_help
+    )
+    imp.add_argument("--force", action="store_true", help="overwrite existing files")
 
 
 def _check_config(path: str) -> int:
@@ -142,6 +237,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "diff":
+        from ecsrole.tools import diff
+
+        return diff.run(
+            diff.DiffOptions(
+                files=args.files,
+                config_path=args.config,
+                output=args.output,
+                namespace=args.namespace,
+                role_arn_template=args.role_arn_template,
+            )
+        )
+    if args.command == "import":
+        from ecsrole.tools import importer
+
+        return importer.run(
+            importer.ImportOptions(
+                account_id=args.account,
+                config_path=args.config,
+                namespace=args.namespace,
+                output_dir=args.output,
+                path_prefix=args.path_prefix,
+                role_arn_template=args.role_arn_template,
+                force=args.force,
+            )
+        )
     from ecsrole import runtime  # kopf and boto3 load only when the operator runs
 
     lease = None

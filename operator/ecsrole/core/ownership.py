@@ -29,6 +29,20 @@ def ownership_tags_match(observed: model.ObservedRole, owner: model.Owner) -> bo
     return all(observed.tags.get(key) == value for key, value in owner.tags().items())
 
 
+def ownership_tags_match_without_uid(observed: model.ObservedRole, owner: model.Owner) -> bool:
+    """True when the role's cluster, namespace and name ownership tags name `owner` (uid ignored).
+
+    For judging a manifest that has no uid yet (a file in a pull request, `ecsrole diff`): the
+    role counts as this manifest's when it carries the same cluster, namespace and name. Never
+    enough to write: the operator itself always needs `is_owned` (uid and role id included).
+    """
+    wanted = owner.tags()
+    return all(
+        observed.tags.get(key) == wanted[key]
+        for key in (model.TAG_CLUSTER, model.TAG_NAMESPACE, model.TAG_NAME)
+    )
+
+
 def is_owned(
     observed: model.ObservedRole, owner: model.Owner, recorded_role_id: str | None
 ) -> bool:

@@ -1,0 +1,540 @@
+"""`ecsrole diff`: what the operator would do to IAM for each manifest, without a cluster.
+
+The judgement follows the reconciler's order of checks step by step, with the operator's own
+core doing each step (spec parser, account map, desired state, ownership and adoption rules,
+diff, plan):
+
+    spec parses -> account listed for the namespace -> no earlier manifest claims the role
+    -> caller identity is the spec's account -> desired state allowed -> read the role
+    -> create | owned: diff and plan | adopt: adoption rules, then diff and plan | refuse
+
+Two differences, both because a manifest in a pull request has never been applied:
+
+- ownership is judged without a uid: a role is this manifest's when its ecsrole.dev/cluster,
+  namespace and name tags match (`ownership.ownership_tags_match_without_uid`); the uid tag it
+  carries is kept as it is;
+- there is no status, so a missing role is always "to create" (the operator reports
+  RoleMissing instead when it had recorded the role and the drift policy is Report).
+
+`evaluate_all` is pure apart from the `RoleReader` it is given (the tests use a fake one);
+`render_text`, `render_json` and `exit_code` are pure; `run` is the shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, TextIO
+
+from ecsrole import config as config_module
+from ecsrole.aws.errors import AwsCallError
+from ecsrole.aws.iam import CallerIdentity
+from ecsrole.core import desired as desired_module
+from ecsrole.core import diff as diff_module
+from ecsrole.core import iam, model, ownership, plan, policy
+from ecsrole.core.spec import DriftPolicy, RoleSpec, SpecError, parse_spec
+from ecsrole.tools import manifests, readonly
+
+API_VERSION = "ecsrole.dev/diff/v1"
+KIND = "DiffReport"
+PAUSED_ANNOTATION = "ecsrole.dev/paused"  # reconciler.PAUSED_ANNOTATION (kept kopf-free here)
+#: Stands in for the uid Kubernetes assigns when the manifest is applied (ecsrole.dev/uid).
+UID_PLACEHOLDER = "<uid of the applied resource>"
+
+EXIT_NO_CHANGES = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+class Outcome(StrEnum):
+    """What the operator would do for one manifest; the JSON report's `result`."""
+
+    InSync = "InSync"  # nothing to do
+    Create = "Create"  # the role does not exist: CreateRole and the policies
+    Update = "Update"  # owned and drifted, driftPolicy Enforce: the repairs
+    Adopt = "Adopt"  # adopt: true on an adoptable role: the ownership TagRole (+ repairs)
+    ReportOnly = "ReportOnly"  # drifted, but nothing will be written (driftPolicy Report)
+    Paused = "Paused"  # ecsrole.dev/paused: true: observed, never written
+    Refused = "Refused"  # the operator would refuse the resource (Ready=False, Stalled=True)
+    Error = "Error"  # the diff could not judge it (AWS error, credentials of another account)
+
+
+#: Outcomes that make `ecsrole diff` exit 2: the operator would write to IAM, or refuse.
+CHANGES = frozenset({Outcome.Create, Outcome.Update, Outcome.Adopt, Outcome.Refused})
+
+
+@dataclass(frozen=True)
+class RoleDiff:
+    """The judgement for one manifest."""
+
+    manifest: manifests.Manifest
+    outcome: Outcome
+    account_id: str | None = None
+    role_name: str | None = None
+    arn: str | None = None
+    drift_policy: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    drifts: tuple[model.Drift, ...] = ()
+    operations: tuple[model.Operation, ...] = field(default=(), hash=False)
+
+    @property
+    def changes(self) -> bool:
+        return self.outcome in CHANGES
+
+
+class RoleReader(Protocol):
+    """The reads a diff needs from one account (`readonly.ReadOnlyIam`, or a fake in tests)."""
+
+    def caller_identity(self) -> CallerIdentity: ...
+
+    def read_role(self, role_name: str) -> model.ObservedRole | None: ...
+
+
+_CREDENTIAL_ERROR_CODES = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+
+
+# -- judging ---------------------------------------------------------------------------------
+
+
+def evaluate_all(
+    items: Sequence[manifests.Manifest],
+    *,
+    config: config_module.OperatorConfig,
+    reader: Callable[[config_module.AccountConfig], RoleReader],
+) -> list[RoleDiff]:
+    """Judge every manifest in order; a later manifest claiming an earlier one's role conflicts."""
+    claims: dict[tuple[str, str], manifests.Manifest] = {}
+    identities: dict[str, CallerIdentity] = {}
+    results = []
+    for item in items:
+        try:
+            results.append(_evaluate(item, config, reader, claims, identities))
+        except AwsCallError as error:
+            if error.code in _CREDENTIAL_ERROR_CODES:
+                # Every account would fail the same way: stop the whole diff.
+                raise readonly.MissingCredentialsError(error.message) from error
+            results.append(
+                RoleDiff(
+                    item,
+                    Outcome.Error,
+                    **_target(item),
+                    reason=error.kind.value,
+                    message=f"{error.operation} failed: {error.code or error.kind.value}: "
+                    f"{error.message}",
+                )
+            )
+    return results
+
+
+def _target(item: manifests.Manifest) -> dict[str, Any]:
+    """Account and role as written, for results that stop before the spec is trusted."""
+    spec = item.spec if isinstance(item.spec, Mapping) else {}
+    account, role = spec.get("accountId"), spec.get("roleName")
+    return {
+        "account_id": account if isinstance(account, str) else None,
+        "role_name": role if isinstance(role, str) else None,
+    }
+
+
+def _evaluate(
+    item: manifests.Manifest,
+    config: config_module.OperatorConfig,
+    reader_for: Callable[[config_module.AccountConfig], RoleReader],
+    claims: dict[tuple[str, str], manifests.Manifest],
+    identities: dict[str, CallerIdentity],
+) -> RoleDiff:
+    try:
+        spec = parse_spec(item.spec)
+    except SpecError as error:
+        return RoleDiff(
+            item, Outcome.Refused, **_target(item), reason="InvalidSpec", message=str(error)
+        )
+    start = RoleDiff(
+        item,
+        Outcome.InSync,
+        account_id=spec.account_id,
+        role_name=spec.role_name,
+        drift_policy=spec.drift_policy.value,
+    )
+
+    def result(outcome: Outcome, **changes: Any) -> RoleDiff:
+        return dataclasses.replace(start, outcome=outcome, **changes)
+
+    def refused(reason: str, message: str) -> RoleDiff:
+        return result(Outcome.Refused, reason=reason, message=message)
+
+    account = config.account(spec.account_id)
+    if account is None:
+        return refused(
+            "AccountNotAllowed",
+            f"account {spec.account_id} is not in the operator configuration (accounts); "
+            "every account, the operator's own included, needs an entry",
+        )
+    if not account.allows_namespace(item.namespace):
+        return refused(
+            "AccountNotAllowed",
+            f"namespace {item.namespace} may not manage roles in account {spec.account_id}; "
+            "the operator configuration must list the namespace for that account",
+        )
+    claim_key = (spec.account_id, spec.role_name.lower())
+    earlier = claims.setdefault(claim_key, item)
+    if earlier is not item:
+        return refused(
+            "ConflictingResource",
+            f"{earlier.namespace}/{earlier.name} ({earlier.source}) already manages role "
+            f"{spec.role_name} in account {spec.account_id}",
+        )
+
+    reader = reader_for(account)
+    identity = identities.get(spec.account_id)
+    if identity is None:
+        identity = identities[spec.account_id] = reader.caller_identity()
+    if identity.account_id != spec.account_id:
+        return result(
+            Outcome.Error,
+            reason="AccountMismatch",
+            message=f"the credentials used for account {spec.account_id} belong to account "
+            f"{identity.account_id} ({identity.arn}); the diff cannot read the declared account",
+        )
+
+    owner = model.Owner(config.cluster_name, item.namespace, item.name, UID_PLACEHOLDER)
+    desired = _desired(spec, account, item, identity, owner)
+    if isinstance(desired, model.Refusal):
+        return refused(desired.reason, desired.message)
+    paused = str(item.annotations.get(PAUSED_ANNOTATION, "")).lower() == "true"
+    observed = reader.read_role(spec.role_name)
+    ignored = account.ignored_tag_keys
+    start = dataclasses.replace(start, arn=observed.arn if observed is not None else desired.arn)
+
+    if observed is None:
+        drifts = diff_module.diff(desired, None)
+        if paused:
+            return result(
+                Outcome.Paused,
+                message=f"{PAUSED_ANNOTATION} is set: the role is not created",
+                drifts=drifts,
+            )
+        return result(Outcome.Create, drifts=drifts, operations=plan.plan_create(desired))
+
+    if ownership.ownership_tags_match_without_uid(observed, owner):
+        # The role is this manifest's; keep the uid it carries, which a manifest cannot know.
+        uid = observed.tags.get(model.TAG_UID, UID_PLACEHOLDER)
+        owner = dataclasses.replace(owner, uid=uid)
+        desired = _desired(spec, account, item, identity, owner)
+        if isinstance(desired, model.Refusal):  # pragma: no cover - the uid decides no refusal
+            return refused(desired.reason, desired.message)
+        drifts = diff_module.diff(desired, observed, ignored_tag_keys=ignored)
+        if paused:
+            return result(
+                Outcome.Paused,
+                message=f"{PAUSED_ANNOTATION} is set: no AWS writes"
+                + ("; the role differs from the spec" if drifts else ""),
+                drifts=drifts,
+            )
+        if not drifts:
+            return result(Outcome.InSync)
+        if spec.drift_policy == DriftPolicy.Report:
+            return result(
+                Outcome.ReportOnly,
+                message="driftPolicy Report: the drift is reported and alerted on, never repaired",
+                drifts=drifts,
+            )
+        operations = plan.plan_update(desired, observed, drifts, ignored_tag_keys=ignored)
+        if not operations:
+            return result(
+                Outcome.ReportOnly,
+                message="the operator cannot repair this drift; a human has to",
+                drifts=drifts,
+            )
+        return result(Outcome.Update, drifts=drifts, operations=operations)
+
+    if not spec.adopt:
+        return refused(
+            "RoleExistsNotOwned",
+            f"role {spec.role_name} already exists in account {spec.account_id} and is not "
+            "managed by this resource; set spec.adopt: true to adopt it where the account "
+            "allows adoption",
+        )
+    refusal = ownership.adoption_refusal(
+        observed,
+        account=account,
+        config_protected_names=config.protected_role_names,
+        caller_role_name=iam.caller_role_name(identity.arn),
+        account_map_role_names=config.account_map_role_names(account.account_id),
+        owner=owner,
+        expected_path=spec.path,
+    )
+    if refusal is not None:
+        return refused(refusal.reason, refusal.message)
+    if paused:
+        return result(
+            Outcome.Paused,
+            message=f"{PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
+        )
+    tagging = plan.plan_tag_owner(observed, owner)
+    # Judge the rest against the role as it is once adopted, so the ownership tags the adoption
+    # writes are not reported a second time as tag drift.
+    adopted = dataclasses.replace(observed, tags=_tags_after_adoption(observed, owner))
+    drifts = diff_module.diff(desired, adopted, ignored_tag_keys=ignored)
+    repairs: tuple[model.Operation, ...] = ()
+    if drifts and spec.drift_policy == DriftPolicy.Enforce:
+        repairs = plan.plan_update(desired, adopted, drifts, ignored_tag_keys=ignored)
+    message = "the operator adopts the role by writing its ownership tags"
+    if drifts:
+        message += (
+            "; then repairs the drift (driftPolicy Enforce)"
+            if spec.drift_policy == DriftPolicy.Enforce
+            else "; the drift is then only reported (driftPolicy Report)"
+        )
+    return result(
+        Outcome.Adopt,
+        message=message,
+        drifts=drifts,
+        operations=(*tagging, *repairs),
+    )
+
+
+def _desired(
+    spec: RoleSpec,
+    account: config_module.AccountConfig,
+    item: manifests.Manifest,
+    identity: CallerIdentity,
+    owner: model.Owner,
+) -> model.DesiredRole | model.Refusal:
+    return desired_module.build_desired(
+        spec, account, namespace=item.namespace, partition=identity.partition, owner=owner
+    )
+
+
+def _tags_after_adoption(observed: model.ObservedRole, owner: model.Owner) -> dict[str, str]:
+    wanted = owner.tags()
+    tags = {
+        key: value
+        for key, value in observed.tags.items()
+        if not (key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted)
+    }
+    tags.update(wanted)
+    return tags
+
+
+def exit_code(results: Iterable[RoleDiff], *, errors: Sequence[str] = ()) -> int:
+    """1 when anything could not be judged, else 2 when the operator would write or refuse, else 0."""
+    results = list(results)
+    if errors or any(result.outcome == Outcome.Error for result in results):
+        return EXIT_ERROR
+    if any(result.changes for result in results):
+        return EXIT_CHANGES
+    return EXIT_NO_CHANGES
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+_DOCUMENT_PARAMS = ("AssumeRolePolicyDocument", "PolicyDocument")
+
+
+def operation_params(operation: model.Operation) -> dict[str, Any]:
+    """The request parameters, with policy documents as objects (IAM takes them as JSON text)."""
+    params = dict(operation.params)
+    for key in _DOCUMENT_PARAMS:
+        if isinstance(params.get(key), str):
+            params[key] = policy.decode(params[key])
+    return params
+
+
+def _headline(result: RoleDiff) -> str:
+    outcome = result.outcome
+    if outcome == Outcome.InSync:
+        return "in sync"
+    if outcome == Outcome.Create:
+        return "does not exist: the operator will create it"
+    if outcome == Outcome.Update:
+        return "drifted: the operator will repair it (driftPolicy Enforce)"
+    if outcome == Outcome.Adopt:
+        return f"exists, not yet managed: {result.message}"
+    if outcome == Outcome.ReportOnly:
+        return f"drifted, nothing will be written: {result.message}"
+    if outcome == Outcome.Paused:
+        return f"paused: {result.message}"
+    if outcome == Outcome.Refused:
+        return f"refused: {result.reason}: {result.message}"
+    return f"error: {result.reason}: {result.message}"
+
+
+_MARKS = {
+    Outcome.InSync: "=",
+    Outcome.Create: "+",
+    Outcome.Update: "~",
+    Outcome.Adopt: "~",
+    Outcome.ReportOnly: "?",
+    Outcome.Paused: "?",
+    Outcome.Refused: "!",
+    Outcome.Error: "!",
+}
+
+
+def summary(results: Sequence[RoleDiff]) -> dict[str, int]:
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for result in results:
+        counts[result.outcome.value] += 1
+    return counts
+
+
+def render_text(results: Sequence[RoleDiff], *, errors: Sequence[str] = ()) -> str:
+    """The human report: one block per manifest, then a summary line and what the exit means."""
+    lines: list[str] = []
+    for result in results:
+        item = result.manifest
+        role = (
+            f"role {result.role_name} in account {result.account_id}"
+            if result.role_name and result.account_id
+            else "role ?"
+        )
+        lines.append(
+            f"{_MARKS[result.outcome]} {item.namespace}/{item.name} ({item.source}): "
+            f"{role}: {_headline(result)}"
+        )
+        lines.extend(f"    drift {drift.aspect.value}: {drift.message}" for drift in result.drifts)
+        lines.extend(
+            f"    {operation.action} {json.dumps(operation_params(operation), ensure_ascii=False)}"
+            for operation in result.operations
+        )
+    lines.extend(f"error: {error}" for error in errors)
+    counts = summary(results)
+    shown = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+    lines.append(f"Summary: {len(results)} EcsExecutionRole(s){': ' + shown if shown else ''}.")
+    code = exit_code(results, errors=errors)
+    lines.append(
+        {
+            EXIT_NO_CHANGES: "No changes: the operator would not write to IAM.",
+            EXIT_CHANGES: "Changes: the operator would write to IAM or refuse a resource (exit 2).",
+            EXIT_ERROR: "Error: the diff is incomplete (exit 1).",
+        }[code]
+    )
+    return "\n".join(lines) + "\n"
+
+
+def report(
+    results: Sequence[RoleDiff],
+    *,
+    cluster_name: str | None,
+    errors: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The JSON report (apiVersion ecsrole.dev/diff/v1; schema in docs/cli.md)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "clusterName": cluster_name,
+        "exitCode": exit_code(results, errors=errors),
+        "changes": any(result.changes for result in results),
+        "summary": summary(results),
+        "errors": list(errors),
+        "warnings": list(warnings),
+        "resources": [
+            {
+                "source": result.manifest.source,
+                "namespace": result.manifest.namespace,
+                "name": result.manifest.name,
+                "accountId": result.account_id,
+                "roleName": result.role_name,
+                "arn": result.arn,
+                "driftPolicy": result.drift_policy,
+                "result": result.outcome.value,
+                "changes": result.changes,
+                "reason": result.reason,
+                "message": result.message,
+                "drift": [
+                    {"aspect": drift.aspect.value, "message": drift.message}
+                    for drift in result.drifts
+                ],
+                "operations": [
+                    {
+                        "action": operation.action,
+                        "aspect": operation.aspect.value if operation.aspect else None,
+                        "params": operation_params(operation),
+                    }
+                    for operation in result.operations
+                ],
+            }
+            for result in results
+        ],
+    }
+
+
+def render_json(
+    results: Sequence[RoleDiff],
+    *,
+    cluster_name: str | None,
+    errors: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> str:
+    document = report(results, cluster_name=cluster_name, errors=errors, warnings=warnings)
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    files: Sequence[str]
+    config_path: str
+    output: str = "text"
+    namespace: str = "default"
+    role_arn_template: str | None = None
+
+
+def run(options: DiffOptions, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """`ecsrole diff`: load, judge, print; returns the exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+
+    def finish(
+        results: Sequence[RoleDiff],
+        errors: Sequence[str],
+        warnings: Sequence[str],
+        cluster: str | None,
+    ) -> int:
+        for warning in warnings:
+            print(f"warning: {warning}", file=err)
+        if options.output == "json":
+            out.write(render_json(results, cluster_name=cluster, errors=errors, warnings=warnings))
+            for error in errors:
+                print(f"error: {error}", file=err)
+        else:
+            for error in errors:
+                print(f"error: {error}", file=err)
+            if results or not errors:
+                out.write(render_text(results))
+        return exit_code(results, errors=errors)
+
+    try:
+        config = config_module.load_config(options.config_path)
+    except config_module.ConfigError as error:
+        problems = [f"invalid configuration {options.config_path}: {p}" for p in error.errors]
+        return finish([], problems, [], None)
+    stdin_text = sys.stdin.read() if manifests.STDIN in options.files else None
+    loaded = manifests.load(
+        options.files, default_namespace=options.namespace, stdin_text=stdin_text
+    )
+    if loaded.errors:
+        # An incomplete set of manifests would make an incomplete diff: judge none of them.
+        return finish([], loaded.errors, loaded.warnings, config.cluster_name)
+    session = readonly.Session(
+        region=config.region,
+        session_name=f"ecsrole-diff-{config.cluster_name}",
+        role_arn_template=options.role_arn_template,
+    )
+    try:
+        results = evaluate_all(loaded.manifests, config=config, reader=session.reader)
+    except readonly.MissingCredentialsError as error:
+        message = readonly.missing_credentials_message(str(error))
+        return finish([], [message], loaded.warnings, config.cluster_name)
+    except AwsCallError as error:  # the tool's own identity could not be read
+        return finish([], [f"AWS: {error}"], loaded.warnings, config.cluster_name)
+    return finish(results, [], loaded.warnings, config.cluster_name)
