@@ -22,12 +22,28 @@ install: .venv/.synced ## create .venv with the operator and the test tools (fro
 controlplane: ## build etcd, kube-apiserver and kubectl from the pinned Go modules (cached)
 	@bash hack/controlplane/build.sh
 
+.PHONY: helm
+helm: ## build helm from its pinned Go module (hack/helm/go.mod; cached)
+	@bash hack/helm/build.sh
+
+.PHONY: manifests
+manifests: install ## regenerate the chart's copies of the CRD and monitoring files, and the kustomize PrometheusRule
+	.venv/bin/python -m tests.stack.manifests write
+
+.PHONY: manifests-check
+manifests-check: install helm ## fail when a derived manifest is stale; hadolint, helm lint
+	.venv/bin/python -m tests.stack.manifests check
+	.venv/bin/hadolint --failure-threshold=style Dockerfile
+	@for values in charts/ecsrole/ci/*-values.yaml; do \
+	  "$$(bash hack/helm/build.sh)/helm" lint --strict charts/ecsrole --values "$$values" || exit 1; \
+	done
+
 .PHONY: dev
-dev: install controlplane ## run control plane + moto + operator in the foreground; Ctrl-C stops all
+dev: install controlplane helm ## run control plane + moto + operator in the foreground; Ctrl-C stops all
 	.venv/bin/python -m tests.stack.dev run
 
 .PHONY: dev-up
-dev-up: install controlplane ## the same, detached; returns when the operator is ready
+dev-up: install controlplane helm ## the same, detached; returns when the operator is ready
 	.venv/bin/python -m tests.stack.dev up
 
 .PHONY: dev-down
@@ -45,5 +61,5 @@ test-unit: install ## pure unit tests only
 	.venv/bin/pytest -m unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: install controlplane lint ## lint, unit and e2e tests against a real API server and moto
+test: install controlplane helm lint ## lint, unit and e2e tests against a real API server and moto
 	.venv/bin/pytest $(PYTEST_ARGS)

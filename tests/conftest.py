@@ -6,6 +6,10 @@ their own configuration start their own operator on their own namespace (`operat
 so two operators never handle the same object. Isolation in moto is by account id and by
 unique role names; namespaces are fresh per test and never waited on when deleted (there is
 no kube-controller-manager to finish the deletion).
+
+Every operator runs with a token of the Helm chart's ServiceAccount, bound to exactly the RBAC
+the chart renders (tests/stack/identity.py), so the whole suite proves that RBAC is enough;
+E2E_OPERATOR_IDENTITY=admin uses the admin kubeconfig instead.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.stack import identity, manifests
 from tests.stack.controlplane import ControlPlane, control_plane_binaries
 from tests.stack.kube import Kubectl
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
@@ -90,12 +95,51 @@ def cluster(stack_dir: Path) -> Iterator[tuple[Path, Path]]:
 
 
 @pytest.fixture(scope="session")
+def audit_log(cluster: tuple[Path, Path], stack_dir: Path) -> Path | None:
+    """The API server's audit log of service-account requests (None on an existing cluster)."""
+    if os.environ.get("USE_EXISTING_CLUSTER", "").lower() == "true":
+        return None
+    return ControlPlane(stack_dir / "controlplane", binaries=cluster[1].parent).audit_log
+
+
+@pytest.fixture(scope="session")
 def kubectl(cluster: tuple[Path, Path]) -> Kubectl:
     """Real kubectl against the test cluster, with the CRD from deploy/crds installed."""
     kubeconfig, binary = cluster
     client = Kubectl(binary, kubeconfig)
     client.install_crd()
     return client
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary built from hack/helm/go.mod (cached like the control plane)."""
+    return manifests.helm_binary()
+
+
+@pytest.fixture(scope="session")
+def operator_identity(
+    kubectl: Kubectl, helm: Path, stack_dir: Path
+) -> identity.OperatorIdentity | None:
+    """The chart's ServiceAccount and RBAC, installed; every operator the tests start uses it.
+
+    None (admin credentials) only when E2E_OPERATOR_IDENTITY=admin asks for it.
+    """
+    if not identity.wanted():
+        return None
+    return identity.install(kubectl, helm, stack_dir / "operator-identity")
+
+
+def _operator_access(
+    cluster: tuple[Path, Path], operator_identity: identity.OperatorIdentity | None
+) -> dict[str, Any]:
+    """OperatorProcess arguments: the ServiceAccount's kubeconfig, and its namespace for leases."""
+    if operator_identity is None:
+        return {"kubeconfig": cluster[0]}
+    return {
+        "kubeconfig": operator_identity.kubeconfig,
+        "lease_namespace": operator_identity.namespace,
+    }
 
 
 @pytest.fixture
@@ -159,7 +203,11 @@ OperatorFactory = Callable[..., OperatorProcess]
 
 @pytest.fixture
 def operator_factory(
-    cluster: tuple[Path, Path], moto: MotoServer, kubectl: Kubectl, tmp_path: Path
+    cluster: tuple[Path, Path],
+    moto: MotoServer,
+    kubectl: Kubectl,
+    operator_identity: identity.OperatorIdentity | None,
+    tmp_path: Path,
 ) -> Iterator[OperatorFactory]:
     """Start `ecsrole run` with a given configuration, watching given namespaces."""
     started: list[OperatorProcess] = []
@@ -170,10 +218,9 @@ def operator_factory(
         process = OperatorProcess(
             tmp_path / f"operator-{len(started)}",
             config=config,
-            kubeconfig=cluster[0],
             aws_env=moto.aws_env(),
             namespaces=namespaces,
-            **kwargs,
+            **{**_operator_access(cluster, operator_identity), **kwargs},
         )
         started.append(process)
         _running.append((process, 0))
@@ -187,16 +234,20 @@ def operator_factory(
 
 @pytest.fixture(scope="session")
 def shared_operator(
-    cluster: tuple[Path, Path], moto: MotoServer, kubectl: Kubectl, stack_dir: Path
+    cluster: tuple[Path, Path],
+    moto: MotoServer,
+    kubectl: Kubectl,
+    operator_identity: identity.OperatorIdentity | None,
+    stack_dir: Path,
 ) -> Iterator[OperatorProcess]:
     """One operator for the `shared-*` namespaces, configured like `make dev`."""
     config = dev_config("e2e-shared", SHARED_ACCOUNTS)
     process = OperatorProcess(
         stack_dir / "shared-operator",
         config=config,
-        kubeconfig=cluster[0],
         aws_env=moto.aws_env(),
         namespaces=SHARED_NAMESPACES,
+        **_operator_access(cluster, operator_identity),
     )
     _running.append((process, 0))
     process.start()

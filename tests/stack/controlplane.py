@@ -161,6 +161,9 @@ class ControlPlane:
         self.etcd: ChildProcess | None = None
         self.apiserver: ChildProcess | None = None
         self.url = ""
+        #: Every request made by a service account (the e2e operators run as one), one JSON
+        #: audit event per line: what tests/e2e/test_manifests.py checks the RBAC against.
+        self.audit_log = workdir / "audit.log"
 
     @property
     def kubectl_path(self) -> Path:
@@ -200,9 +203,24 @@ class ControlPlane:
             self.workdir / "etcd.log",
         ).start()
 
+    def _write_audit_policy(self) -> Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+                {"level": "None"},
+            ],
+        }
+        path = self.workdir / "audit-policy.json"
+        path.write_text(json.dumps(policy, indent=2))
+        return path
+
     def _start_apiserver(self, credentials: Credentials) -> None:
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
+        audit_policy = self._write_audit_policy()
         self.apiserver = ChildProcess(
             "kube-apiserver",
             [
@@ -223,6 +241,10 @@ class ControlPlane:
                 f"--service-account-key-file={credentials.service_account_key}",
                 f"--service-account-signing-key-file={credentials.service_account_key}",
                 "--enable-priority-and-fairness=false",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
                 "--v=0",
             ],
             self.workdir / "kube-apiserver.log",

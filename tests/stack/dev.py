@@ -21,6 +21,7 @@ import yaml
 
 from tests.stack.controlplane import ControlPlane, control_plane_binaries
 from tests.stack.kube import Kubectl, wait_for_condition
+from tests.stack.manifests import helm_binary
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
 from tests.stack.processes import pid_alive, terminate_group, wait_until
@@ -112,7 +113,7 @@ def _operator(kubectl: Kubectl, moto: MotoServer, log_format: str) -> OperatorPr
 def _write_env(kubectl: Kubectl, moto: MotoServer) -> Path:
     exports = {
         "KUBECONFIG": str(kubectl.kubeconfig),
-        "PATH": f"{Path(kubectl.binary).parent}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+        "PATH": f"{Path(kubectl.binary).parent}:{helm_binary().parent}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
         **moto.aws_env(),
         "ECSROLE_METRICS_URL": f"http://{METRICS_ADDRESS}/metrics",
     }

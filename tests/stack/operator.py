@@ -53,6 +53,7 @@ class OperatorProcess:
         log_level: str = "DEBUG",
         lease_name: str | None = None,
         lease_duration: float = 15.0,
+        lease_namespace: str = "default",
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,8 @@ class OperatorProcess:
             f"--log-level={log_level}",
             # Each operator its own lease unless a test makes replicas compete for one.
             f"--lease-name={lease_name or 'ecsrole-' + uuid.uuid4().hex[:10]}",
-            "--lease-namespace=default",
+            # In-cluster this is the pod's own namespace, where the chart's Role grants leases.
+            f"--lease-namespace={lease_namespace}",
             f"--lease-duration={lease_duration}",
             *(f"--namespace={ns}" for ns in namespaces),
         ]

@@ -1,0 +1,91 @@
+# syntax=docker/dockerfile:1
+#
+# The ecsrole operator image: `docker build -t ecsrole:0.1.0 .` (BuildKit; amd64 and arm64).
+#
+# - Two stages: `build` makes the wheel and a virtual environment from uv.lock, with every
+#   dependency checked against the lock's hashes; the final stage gets only that environment.
+#   No compiler in either (every dependency is a wheel; --no-build refuses anything else).
+# - Runs as UID/GID 65532 (non-root), on a read-only root filesystem: bytecode is compiled at
+#   build time and never written at run time; HOME and TMPDIR point at /tmp, the only writable
+#   path, which the Deployment mounts as an emptyDir.
+# - Base images are pinned to exact releases (Python 3.11.14, Debian 12 "bookworm"; uv 0.13.9,
+#   the same uv the Makefile installs). Pin their digests too in your release pipeline:
+#     docker buildx imagetools inspect python:3.11.14-slim-bookworm   # -> Digest: sha256:...
+#     docker build --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest> \
+#                  --build-arg UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9@sha256:<digest> .
+#   (The development machines of this project cannot reach a container registry, so no digest
+#   here has been looked up and checked; none is written down unverified.)
+# - hadolint-clean: tests/e2e/test_manifests.py runs hadolint (from the dev dependencies).
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+FROM ${UV_IMAGE} AS uv
+
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+# The build backend (hatchling) and its dependencies, pinned with hashes: uv.lock does not
+# cover build requirements.
+COPY <<'EOF' /build-constraints.txt
+hatchling==1.33.0 --hash=sha256:415290b84f464d2884303fca8974d38e7b85579069fab02a15db0828fbb1446d --hash=sha256:4c422bd4d554fcff5de5b73e9596f85e41e9f97f7e553d8f7595ecb31a627bef
+packaging==26.4 --hash=sha256:81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2 --hash=sha256:c4b671c41ddb9bf26e543c37723610d28fb6bf7affc4da17cf048d419d2c062a
+pathspec==1.1.1 --hash=sha256:17db5ecd524104a120e173814c90367a96a98d07c45b2e10c2f3919fff91bf5a --hash=sha256:a00ce642f577bf7f473932318056212bc4f8bfdf53128c78bbd5af0b9b20b189
+pluggy==1.7.0 --hash=sha256:7dd7b0d8832ba3cb632c306926ded123429211b83641b35dc5c41ad2d34f9bec --hash=sha256:d1eaa46ebb595891b860ab086b4d09c8588af65ebd4361b8e8f4bb8920b90ba8
+tomlkit==0.15.2 --hash=sha256:05562412163a3037b94497385fb7f9204c637bc605af7a48199e41cf2272f437 --hash=sha256:83e32755ba1d20d9340bd069ee97e9f6232ba2346b63ffcba425de01f7e327a6
+trove-classifiers==2026.9.21.13 --hash=sha256:0a9ebc8d4e2f3e8a22848c5258033035bec17a3012ac3fea16dbaa764489eb71 --hash=sha256:8b1ff4f9c191b1040b71c37f1e445ab99732911e3cd91de52838453a854d7a17
+EOF
+
+COPY pyproject.toml uv.lock README.md ./
+COPY operator/ ./operator/
+# The runtime dependencies exactly as locked (with hashes), then the wheel of the project itself.
+RUN uv export --frozen --no-dev --no-emit-project --format requirements-txt \
+        --output-file /requirements.txt \
+    && uv build --wheel --out-dir /dist \
+        --build-constraints /build-constraints.txt --require-hashes \
+    && python -m venv --without-pip /opt/ecsrole \
+    && uv pip install --python /opt/ecsrole/bin/python --require-hashes --no-deps --no-build \
+        --compile-bytecode --requirements /requirements.txt \
+    && uv pip install --python /opt/ecsrole/bin/python --no-deps --no-build \
+        --compile-bytecode /dist/*.whl \
+    && /opt/ecsrole/bin/ecsrole --version
+
+FROM ${PYTHON_IMAGE}
+ARG PYTHON_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=""
+ARG CREATED=""
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="ecsrole" \
+      org.opencontainers.image.description="Kubernetes operator that keeps AWS ECS task execution IAM roles exactly as EcsExecutionRole resources declare them, and alerts on drift" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
+# A passwd entry for UID 65532: kopf asks for the user name (getpass), which fails for a UID
+# the system does not know; LOGNAME below answers first, so another runAsUser works too. pip,
+# setuptools and wheel of the base image are not needed at run time.
+RUN groupadd --system --gid 65532 ecsrole \
+    && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
+        --shell /usr/sbin/nologin ecsrole \
+    && python -m pip uninstall --yes --no-cache-dir pip setuptools wheel
+COPY --from=build /opt/ecsrole /opt/ecsrole
+ENV PATH=/opt/ecsrole/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    LOGNAME=ecsrole \
+    ECSROLE_CONFIG=/etc/ecsrole/config.yaml
+USER 65532:65532
+WORKDIR /tmp
+EXPOSE 8080 8081
+ENTRYPOINT ["ecsrole"]
+CMD ["run"]
