@@ -22,6 +22,12 @@ from tests.stack.kube import Kubectl
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture
+def namespace(own_namespace: str) -> str:
+    """A namespace no operator watches: these tests are about the API server alone."""
+    return own_namespace
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 CRD_NAME = "ecsexecutionroles.iam.ecsrole.dev"
