@@ -63,3 +63,8 @@ test-unit: install ## pure unit tests only
 .PHONY: test
 test: install controlplane helm lint ## lint, unit and e2e tests against a real API server and moto
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: install controlplane ## benchmarks (about 20 min): bench/results/*.json, docs/performance.md and .png
+	$(UV) sync --frozen --group bench
+	.venv/bin/python -m bench.run

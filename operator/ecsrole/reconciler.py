@@ -342,6 +342,8 @@ class Reconciler:
                 return claim
             events.append(claim)
             adopted = claim.reason == "Adopted"
+            if adopted:
+                observed = plan.after_tag_owner(observed, owner)
             detection = _Detection.none()
         extra = {} if adopted is None else {"adopted": adopted}
 

@@ -594,11 +594,9 @@ def test_import_then_adoption_changes_nothing_but_the_ownership_tags(
         for operation, count in iam_writes(operator.metrics_text()).items()
     }
     assert {op: n for op, n in writes.items() if op != "TagRole" and n} == {}, writes
-    # One ownership TagRole per adopted role. Today the operator sends the Enforce role's a
-    # second time: its first reconcile diffs against the read made before the adoption, so the
-    # ownership tags look missing and are "repaired" with the same values (reconciler._claim).
-    # Both write only the ownership tags, which the comparison with IAM below proves.
-    assert 2 <= writes["TagRole"] <= 3, writes
+    # Exactly one ownership TagRole per adopted role: the reconcile that adopts judges drift
+    # against the role as the adoption left it, so the tags it just wrote are not "repaired".
+    assert writes["TagRole"] == 2, writes
 
     # And IAM agrees: each role is as it was, plus exactly the four ownership tags.
     after = snapshot(iam, names)

@@ -28,6 +28,7 @@ def namespace(own_namespace: str) -> str:
     """A namespace no operator watches: these tests are about the API server alone."""
     return own_namespace
 
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 CRD_NAME = "ecsexecutionroles.iam.ecsrole.dev"

@@ -9,6 +9,7 @@ both the old and the new state, never wider.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -235,3 +236,16 @@ def _put_inline(role: str, name: str, document: Mapping[str, Any]) -> model.Oper
 
 def _tag_list(tags: Mapping[str, str]) -> Sequence[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+def after_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> model.ObservedRole:
+    """The role as `plan_tag_owner`'s calls leave it, so a diff right after adoption does not
+    see the ownership tags it just wrote as drift."""
+    wanted = owner.tags()
+    tags = {
+        key: value
+        for key, value in observed.tags.items()
+        if not (key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted)
+    }
+    tags.update(wanted)
+    return dataclasses.replace(observed, tags=tags)

@@ -279,7 +279,7 @@ def _evaluate(
     tagging = plan.plan_tag_owner(observed, owner)
     # Judge the rest against the role as it is once adopted, so the ownership tags the adoption
     # writes are not reported a second time as tag drift.
-    adopted = dataclasses.replace(observed, tags=_tags_after_adoption(observed, owner))
+    adopted = plan.after_tag_owner(observed, owner)
     drifts = diff_module.diff(desired, adopted, ignored_tag_keys=ignored)
     repairs: tuple[model.Operation, ...] = ()
     if drifts and spec.drift_policy == DriftPolicy.Enforce:
@@ -309,17 +309,6 @@ def _desired(
     return desired_module.build_desired(
         spec, account, namespace=item.namespace, partition=identity.partition, owner=owner
     )
-
-
-def _tags_after_adoption(observed: model.ObservedRole, owner: model.Owner) -> dict[str, str]:
-    wanted = owner.tags()
-    tags = {
-        key: value
-        for key, value in observed.tags.items()
-        if not (key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted)
-    }
-    tags.update(wanted)
-    return tags
 
 
 def exit_code(results: Iterable[RoleDiff], *, errors: Sequence[str] = ()) -> int:

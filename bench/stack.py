@@ -1,0 +1,221 @@
+"""The benchmark stack: control plane, moto and the operator, plus the probes the figures need.
+
+Everything runs on this machine (127.0.0.1). Resources are spread over ten accounts that the
+operator reaches through moto's AssumeRole, as a central operator reaches real accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from tests.stack.controlplane import ControlPlane
+from tests.stack.kube import Kubectl
+from tests.stack.moto import MotoServer
+from tests.stack.operator import OperatorProcess, dev_config
+
+NAMESPACE = "bench"
+ACCOUNTS = tuple(f"1000000000{i:02d}" for i in range(10))
+CALLS_PER_SECOND = 100  # per account
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def manifest(index: int, prefix: str, **spec: Any) -> dict[str, Any]:
+    account = ACCOUNTS[index % len(ACCOUNTS)]
+    return {
+        "apiVersion": "iam.ecsrole.dev/v1alpha1",
+        "kind": "EcsExecutionRole",
+        "metadata": {"name": f"{prefix}-{index}", "namespace": NAMESPACE},
+        "spec": {"accountId": account, "roleName": f"{prefix}-{index}", **spec},
+    }
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    plane: ControlPlane
+    moto: MotoServer
+    operator: OperatorProcess
+    kubectl: Kubectl
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        sweep_mode: str = "bulk",
+        interval: str = "30s",
+        events_queue: bool = False,
+    ) -> Stack:
+        plane = ControlPlane(workdir / "controlplane").start()
+        moto = MotoServer(workdir / "moto").start()
+        kubectl = Kubectl(plane.kubectl_path, plane.kubeconfig)
+        kubectl.install_crd()
+        kubectl.create_namespace(NAMESPACE)
+        extra: dict[str, Any] = {"driftCheckInterval": interval}
+        if events_queue:
+            sqs = cls._aws(moto, "sqs")
+            extra["events"] = {"sqsQueueUrl": sqs.create_queue(QueueName="bench")["QueueUrl"]}
+        accounts = {
+            account: {
+                "roleArn": f"arn:aws:iam::{account}:role/ecsrole-bench",
+                "namespaces": [NAMESPACE],
+                "sweepMode": sweep_mode,
+                "maxCallsPerSecond": CALLS_PER_SECOND,
+            }
+            for account in ACCOUNTS
+        }
+        operator = OperatorProcess(
+            workdir / "operator",
+            config=dev_config("bench", accounts, **extra),
+            kubeconfig=plane.kubeconfig,
+            aws_env=moto.aws_env(),
+            namespaces=[NAMESPACE],
+            log_level="WARNING",
+        ).start()
+        return cls(workdir, plane, moto, operator, kubectl)
+
+    @staticmethod
+    def _aws(moto: MotoServer, service: str, account: str | None = None) -> Any:
+        env = moto.aws_env()
+        session = boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        if account is not None:
+            creds = session.client("sts", endpoint_url=moto.url).assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/bench-driver", RoleSessionName="bench"
+            )["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=env["AWS_DEFAULT_REGION"],
+            )
+        return session.client(service, endpoint_url=moto.url)
+
+    def aws(self, service: str, account: str | None = None) -> Any:
+        return self._aws(self.moto, service, account)
+
+    def apply(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        text = yaml.safe_dump_all([dict(d) for d in documents])
+        self.kubectl("apply", "--server-side", "-f", "-", input=text, timeout=600)
+
+    def metrics(self) -> str:
+        return self.operator.metrics_text()
+
+    def ready_count(self) -> float:
+        return metric(self.metrics(), "ecsrole_ready")
+
+    def wait_ready(self, count: int, timeout: float) -> float:
+        """Seconds until the operator reports `count` resources Ready (its own gauge)."""
+        started = time.monotonic()
+        while self.ready_count() < count:
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{self.ready_count():.0f}/{count} Ready after {timeout:.0f}s")
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def is_ready(self, name: str) -> bool:
+        result = self.kubectl(
+            "get",
+            "ecsexecutionroles",
+            name,
+            "-n",
+            NAMESPACE,
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+            check=False,
+        )
+        return result.stdout.strip() == "True"
+
+    def apiserver_metrics(self) -> str:
+        credentials = self.plane.credentials
+        context = ssl.create_default_context(cafile=str(credentials.ca_cert))
+        context.load_cert_chain(str(credentials.admin_cert), str(credentials.admin_key))
+        with urllib.request.urlopen(f"{self.plane.url}/metrics", context=context, timeout=10) as r:  # noqa: S310
+            return str(r.read().decode())
+
+    def usage(self) -> dict[str, float]:
+        """Operator and moto: CPU seconds so far and resident memory now."""
+        operator_pid = self.operator.child.pid
+        assert self.moto.child is not None
+        moto_pid = self.moto.child.pid
+        return {
+            "operator_cpu_s": process_cpu_seconds(operator_pid),
+            "operator_rss_mb": process_rss_mb(operator_pid),
+            "moto_cpu_s": process_cpu_seconds(moto_pid),
+        }
+
+    def stop(self) -> None:
+        self.operator.stop()
+        self.moto.stop()
+        self.plane.stop()
+
+
+def api_requests(text: str) -> dict[str, float]:
+    """apiserver_request_total by verb/resource/subresource, watches excluded."""
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(
+            part.split("=", 1) for part in line[line.index("{") + 1 : line.rindex("}")].split(",")
+        )
+        verb = labels.get("verb", "").strip('"')
+        if verb in ("WATCH", "CONNECT"):
+            continue
+        key = "/".join(
+            x
+            for x in (
+                verb,
+                labels.get("resource", "").strip('"'),
+                labels.get("subresource", "").strip('"'),
+            )
+            if x
+        )
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+def dump(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
