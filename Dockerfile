@@ -77,7 +77,12 @@ RUN groupadd --system --gid 65532 ecsrole \
         --shell /usr/sbin/nologin ecsrole \
     && python -m pip uninstall --yes --no-cache-dir pip setuptools wheel
 COPY --from=build /opt/ecsrole /opt/ecsrole
+# glibc: fixed mmap/trim thresholds and two arenas give memory back after bursts (a start
+# with thousands of objects); see docs/performance.md for the figures with and without.
 ENV PATH=/opt/ecsrole/bin:$PATH \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=65536 \
+    MALLOC_TRIM_THRESHOLD_=65536 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

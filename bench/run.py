@@ -180,7 +180,7 @@ def scale_run(
         apply_started = time.monotonic()
         stack.apply(manifest(i, prefix) for i in range(size))
         applied = time.monotonic() - apply_started
-        ready_seconds = stack.wait_ready(size, timeout=1800) + applied
+        ready_seconds = stack.wait_ready(size, timeout=120 + size * 0.2) + applied
         usage1 = stack.usage()
         result: dict[str, Any] = {
             "size": size,
@@ -215,7 +215,7 @@ def per_role_cost(size: int, workdir: Path) -> dict[str, Any]:
     try:
         prefix = f"p{uuid.uuid4().hex[:5]}"
         stack.apply(manifest(i, prefix) for i in range(size))
-        stack.wait_ready(size, timeout=1800)
+        stack.wait_ready(size, timeout=120 + size * 0.2)
         time.sleep(SETTLE_SECONDS)
         steady = steady_state(stack, size, 30.0)
         return {

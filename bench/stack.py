@@ -16,29 +16,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
 
 from tests.stack.controlplane import ControlPlane
 from tests.stack.kube import Kubectl
-from tests.stack.moto import MotoServer
-from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
+from tests.stack.operator import OperatorProcess, dev_config, metric_value
 
 NAMESPACE = "bench"
 ACCOUNTS = tuple(f"1000000000{i:02d}" for i in range(10))
 CALLS_PER_SECOND = 100  # per account
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The container image's malloc settings (Dockerfile), so the figures are those of the image.
+IMAGE_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "65536",
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+}
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+metric = metric_value
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -87,7 +84,7 @@ class Stack:
         kubectl.create_namespace(NAMESPACE)
         extra: dict[str, Any] = {"driftCheckInterval": interval}
         if events_queue:
-            sqs = cls._aws(moto, "sqs")
+            sqs = moto.client("sqs")
             extra["events"] = {"sqsQueueUrl": sqs.create_queue(QueueName="bench")["QueueUrl"]}
         accounts = {
             account: {
@@ -105,31 +102,12 @@ class Stack:
             aws_env=moto.aws_env(),
             namespaces=[NAMESPACE],
             log_level="WARNING",
+            extra_env=IMAGE_ENV,
         ).start()
         return cls(workdir, plane, moto, operator, kubectl)
 
-    @staticmethod
-    def _aws(moto: MotoServer, service: str, account: str | None = None) -> Any:
-        env = moto.aws_env()
-        session = boto3.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_DEFAULT_REGION"],
-        )
-        if account is not None:
-            creds = session.client("sts", endpoint_url=moto.url).assume_role(
-                RoleArn=f"arn:aws:iam::{account}:role/bench-driver", RoleSessionName="bench"
-            )["Credentials"]
-            session = boto3.Session(
-                aws_access_key_id=creds["AccessKeyId"],
-                aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"],
-                region_name=env["AWS_DEFAULT_REGION"],
-            )
-        return session.client(service, endpoint_url=moto.url)
-
-    def aws(self, service: str, account: str | None = None) -> Any:
-        return self._aws(self.moto, service, account)
+    def aws(self, service: str, account: str = DEFAULT_ACCOUNT_ID) -> Any:
+        return self.moto.client(service, account)
 
     def apply(self, documents: Iterable[Mapping[str, Any]]) -> None:
         text = yaml.safe_dump_all([dict(d) for d in documents])

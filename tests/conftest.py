@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.stack import identity, manifests
@@ -172,27 +171,7 @@ def moto(stack_dir: Path) -> Iterator[MotoServer]:
 @pytest.fixture(scope="session")
 def aws(moto: MotoServer) -> Callable[..., Any]:
     """boto3 clients against moto; `aws("iam", account_id=...)` assumes into that account."""
-    env = moto.aws_env()
-
-    def client(service: str, account_id: str = DEFAULT_ACCOUNT_ID) -> Any:
-        session = boto3.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_DEFAULT_REGION"],
-        )
-        if account_id != DEFAULT_ACCOUNT_ID:
-            creds = session.client("sts", endpoint_url=moto.url).assume_role(
-                RoleArn=f"arn:aws:iam::{account_id}:role/ecsrole-tests", RoleSessionName="tests"
-            )["Credentials"]
-            session = boto3.Session(
-                aws_access_key_id=creds["AccessKeyId"],
-                aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"],
-                region_name=env["AWS_DEFAULT_REGION"],
-            )
-        return session.client(service, endpoint_url=moto.url)
-
-    return client
+    return moto.client
 
 
 _running: list[tuple[OperatorProcess, int]] = []

@@ -29,7 +29,6 @@ GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
 PREFIX = "ecsrole.dev"
 FINALIZER = f"{PREFIX}/finalizer"
 
-WORKER_LIMIT = 64
 
 registry = kopf.OperatorRegistry()
 log = logs.get_logger(__name__)
@@ -90,13 +89,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
-    # Bounded concurrency: after a start, thousands of objects resume at once; unbounded, kopf
-    # would open a TLS connection and hold buffers for each of them (RSS grows by ~0.2 MB per
-    # object and never comes back). 64 objects in flight keep IAM and the API server busy.
-    settings.queueing.worker_limit = WORKER_LIMIT
-    # A worker keeps its slot until idle this long; kopf's 5 s would cap throughput at
-    # WORKER_LIMIT / 5 objects a second.
-    settings.queueing.idle_timeout = 0.5
+    # Events are posted by a few workers, not one per object.
     settings.posting.worker_limit = 8
     # The sweeps read the same in-memory index kopf keeps for handlers.
     memo.resources = kwargs["resources_by_account"]
@@ -185,7 +178,7 @@ async def reconcile(
     conflicting = _is_conflicting(kwargs["role_claims"], resource.spec, resource.uid)
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        async with memo.lock_for(resource.uid):
+        async with memo.in_flight, memo.lock_for(resource.uid):
             observation = None
             if reason == "resume" and retry == 0 and memo.seeds is not None:
                 observation = await memo.seeds.observation(resource)
@@ -217,7 +210,7 @@ async def delete(
     resource = Resource.from_body(body)
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        async with memo.lock_for(resource.uid):
+        async with memo.in_flight, memo.lock_for(resource.uid):
             result = await memo.in_worker(lambda: Reconciler(memo).delete(resource, retry=retry))
         metrics.reconcile_duration.labels("delete").observe(time.monotonic() - started)
         _post_events(result, body)

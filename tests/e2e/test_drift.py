@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import OperatorFactory
 from tests.stack.kube import KIND, Kubectl, condition, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
-from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.operator import OperatorProcess, dev_config, metric_value
 
 pytestmark = pytest.mark.e2e
 
@@ -67,15 +67,7 @@ def _role(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def _metric(text: str, metric: str, **labels: str) -> float:
-    """Sum of the samples of `metric` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(metric + "{") and not line.startswith(metric + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+_metric = metric_value
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> float:

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import OperatorFactory
 from tests.stack.kube import Kubectl, wait_for_condition
@@ -30,13 +31,7 @@ def _leads(process: OperatorProcess) -> bool:
 
 
 def _metric(process: OperatorProcess, metric: str, **labels: str) -> float:
-    total = 0.0
-    for line in process.metrics_text().splitlines():
-        if line.startswith((metric + "{", metric + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return process.metric(metric, **labels)
 
 
 def _wait_leader(
@@ -117,3 +112,32 @@ def test_one_leader_writes_and_a_standby_takes_over(
     stopped_at = time.monotonic()
     _wait_leader([third], LEASE_SECONDS * 3)
     assert time.monotonic() - stopped_at < LEASE_SECONDS * 0.8, "release should not wait for expiry"
+
+
+def test_a_start_with_many_existing_resources_handles_them_all(
+    operator_factory: OperatorFactory, own_namespace: str, kubectl: Kubectl
+) -> None:
+    """More objects than the reconciles allowed in flight exist before the operator starts
+    (a restart, a takeover): none may wait for another forever."""
+    count = 150
+    prefix = f"many-{uuid.uuid4().hex[:6]}"
+    documents = [
+        {
+            **_role(f"{prefix}-{i}"),
+            "metadata": {"name": f"{prefix}-{i}", "namespace": own_namespace},
+        }
+        for i in range(count)
+    ]
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(documents), timeout=120)
+    config = dev_config(
+        "e2e-many",
+        {DEFAULT_ACCOUNT_ID: {"namespaces": [own_namespace], "maxCallsPerSecond": 200}},
+        driftCheckInterval="1h",
+    )
+    operator = operator_factory(config, namespaces=[own_namespace])
+    deadline = time.monotonic() + 90
+    while _metric(operator, "ecsrole_ready") < count:
+        assert time.monotonic() < deadline, (
+            f"{_metric(operator, 'ecsrole_ready'):.0f}/{count} Ready"
+        )
+        time.sleep(0.5)

@@ -11,6 +11,9 @@ import os
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import boto3
 
 from tests.stack.processes import ChildProcess, free_port, wait_until
 
@@ -43,6 +46,26 @@ class MotoServer:
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         }
+
+    def client(self, service: str, account_id: str = DEFAULT_ACCOUNT_ID) -> Any:
+        """A boto3 client for this server; other accounts are reached through AssumeRole."""
+        env = self.aws_env()
+        session = boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        if account_id != DEFAULT_ACCOUNT_ID:
+            creds = session.client("sts", endpoint_url=self.url).assume_role(
+                RoleArn=f"arn:aws:iam::{account_id}:role/ecsrole-tests", RoleSessionName="tests"
+            )["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=env["AWS_DEFAULT_REGION"],
+            )
+        return session.client(service, endpoint_url=self.url)
 
     def start(self, timeout: float = 60.0) -> MotoServer:
         env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"}

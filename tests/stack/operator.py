@@ -18,6 +18,17 @@ from tests.stack.processes import ChildProcess, free_port, wait_until
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def metric_value(text: str, metric: str, **labels: str) -> float:
+    """Sum of the samples of `metric` in Prometheus text whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((metric + "{", metric + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def ecsrole_executable() -> str:
     """The `ecsrole` console script of the project's virtual environment."""
     venv_script = REPO_ROOT / ".venv" / "bin" / "ecsrole"
@@ -107,6 +118,10 @@ class OperatorProcess:
                 return bool(response.status == 200)
 
         wait_until(healthy, timeout=timeout, what=f"operator liveness at {self.health_url}")
+
+    def metric(self, metric: str, **labels: str) -> float:
+        """One metric from the operator's /metrics, summed over matching series."""
+        return metric_value(self.metrics_text(), metric, **labels)
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:  # noqa: S310
