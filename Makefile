@@ -64,6 +64,10 @@ test-unit: install ## pure unit tests only
 test: install controlplane helm lint ## lint, unit and e2e tests against a real API server and moto
 	.venv/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: install controlplane helm ## reliability scenarios under faults (at most 15 min): bench/results/chaos-*.json, docs/reliability.md
+	.venv/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: install controlplane ## benchmarks (about 20 min): bench/results/*.json, docs/performance.md and .png
 	$(UV) sync --frozen --group bench

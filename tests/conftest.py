@@ -15,18 +15,21 @@ E2E_OPERATOR_IDENTITY=admin uses the admin kubeconfig instead.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.chaos.scenarios import KubeApi, Stack
 from tests.stack import identity, manifests
 from tests.stack.controlplane import ControlPlane, control_plane_binaries
+from tests.stack.faults import FaultProxy
 from tests.stack.kube import Kubectl
-from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
+from tests.stack.moto import ACCESS_KEY_ID, DEFAULT_ACCOUNT_ID, SECRET_ACCESS_KEY, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
 
 SHARED_NAMESPACE_PREFIX = "shared-"
@@ -78,6 +81,9 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")
 
 
+_control_plane: list[ControlPlane] = []
+
+
 @pytest.fixture(scope="session")
 def cluster(stack_dir: Path) -> Iterator[tuple[Path, Path]]:
     """(kubeconfig, kubectl binary) of a real API server."""
@@ -87,10 +93,23 @@ def cluster(stack_dir: Path) -> Iterator[tuple[Path, Path]]:
         yield kubeconfig, Path(kubectl_bin)
         return
     plane = ControlPlane(stack_dir / "controlplane").start()
+    _control_plane.append(plane)
     try:
         yield plane.kubeconfig, plane.kubectl_path
     finally:
+        _control_plane.remove(plane)
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(cluster: tuple[Path, Path]) -> ControlPlane:
+    """The session's own control plane, for tests that restart kube-apiserver."""
+    if not _control_plane:
+        raise RuntimeError(
+            "restarting kube-apiserver needs the suite's own control plane, "
+            "not USE_EXISTING_CLUSTER=true"
+        )
+    return _control_plane[0]
 
 
 @pytest.fixture(scope="session")
@@ -174,6 +193,16 @@ def aws(moto: MotoServer) -> Callable[..., Any]:
     return moto.client
 
 
+@pytest.fixture(scope="session")
+def fault_proxy(moto: MotoServer) -> Iterator[FaultProxy]:
+    """The fault proxy (tests/stack/faults.py) in front of moto; no faults until a test sets rates."""
+    proxy = FaultProxy(moto.url).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
 _running: list[tuple[OperatorProcess, int]] = []
 
 
@@ -192,17 +221,22 @@ def operator_factory(
     started: list[OperatorProcess] = []
 
     def start(
-        config: Mapping[str, Any], *, namespaces: Sequence[str], **kwargs: Any
+        config: Mapping[str, Any],
+        *,
+        namespaces: Sequence[str],
+        aws_env: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> OperatorProcess:
         process = OperatorProcess(
             tmp_path / f"operator-{len(started)}",
             config=config,
-            aws_env=moto.aws_env(),
+            aws_env=aws_env if aws_env is not None else moto.aws_env(),
             namespaces=namespaces,
             **{**_operator_access(cluster, operator_identity), **kwargs},
         )
         started.append(process)
         _running.append((process, 0))
+        OPERATOR_LOGS.add(process.log_path)
         return process.start()
 
     yield start
@@ -229,6 +263,7 @@ def shared_operator(
         **_operator_access(cluster, operator_identity),
     )
     _running.append((process, 0))
+    OPERATOR_LOGS.add(process.log_path)
     process.start()
     try:
         yield process
@@ -257,3 +292,74 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             tail = "\n".join(text.splitlines()[-200:])
             report.sections.append((f"operator log ({process.workdir.name})", tail))
     return report
+
+
+@pytest.fixture
+def chaos_stack(
+    cluster: tuple[Path, Path],
+    aws: Callable[..., Any],
+    fault_proxy: FaultProxy,
+    moto: MotoServer,
+    operator_factory: OperatorFactory,
+) -> Iterator[Stack]:
+    """What the reliability scenarios (tests/chaos/scenarios.py) drive: operators reach AWS only
+    through the fault proxy; the proxy's rates are reset after each test."""
+
+    def start(config: Mapping[str, Any], **kwargs: Any) -> OperatorProcess:
+        return operator_factory(config, aws_env=fault_proxy.aws_env(moto.aws_env()), **kwargs)
+
+    fault_proxy.clear()
+    yield Stack(api=KubeApi(cluster[0]), aws=aws, proxy=fault_proxy, start_operator=start)
+    fault_proxy.clear()
+
+
+# -- scenario 7: no credential in any operator log of the run ----------------------------------
+
+#: Every operator log the session produced (each operator runs at DEBUG).
+OPERATOR_LOGS: set[Path] = set()
+#: Key material handed to operators beyond moto's default keys (tests add what they create).
+EXTRA_SECRETS: set[str] = set()
+KEY_ID_PATTERN = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+MOTO_SESSION_TOKEN_PREFIX = "FQoGZXIvYXdz"  # noqa: S105 - what moto session tokens start with
+
+
+def secrets_in_log(text: str) -> list[str]:
+    """Key material found in one log's text (described, never echoed whole)."""
+    found = []
+    for secret in (SECRET_ACCESS_KEY, ACCESS_KEY_ID, MOTO_SESSION_TOKEN_PREFIX, *EXTRA_SECRETS):
+        if secret and secret in text:
+            found.append(f"a known credential starting {secret[:4]}...")
+    found.extend(f"access key id {m.group(0)[:4]}..." for m in KEY_ID_PATTERN.finditer(text))
+    return found
+
+
+def scan_operator_logs(paths: Iterable[Path] | None = None) -> dict[Path, list[str]]:
+    """{log: findings} for every operator log (of the session) that holds key material."""
+    leaks: dict[Path, list[str]] = {}
+    for path in sorted(paths if paths is not None else OPERATOR_LOGS):
+        if not path.exists():
+            continue
+        findings = secrets_in_log(path.read_text(errors="replace"))
+        if findings:
+            leaks[path] = findings
+    return leaks
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any operator log of this session holds an access key, secret key or
+    session token (scenario 7 of issue 8): the check covers every operator every test started."""
+    if not OPERATOR_LOGS:
+        return
+    leaks = scan_operator_logs()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        lines = [f"{path}: {', '.join(sorted(set(found)))}" for path, found in leaks.items()]
+        message = "credentials found in operator logs:\n  " + "\n  ".join(lines)
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        reporter.write_line(
+            f"scanned {len(OPERATOR_LOGS)} operator logs (DEBUG): no credentials found"
+        )

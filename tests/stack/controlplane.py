@@ -13,6 +13,7 @@ import ipaddress
 import json
 import ssl
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +289,33 @@ class ControlPlane:
         context.load_cert_chain(str(self.credentials.admin_cert), str(self.credentials.admin_key))
         with urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=5) as response:  # noqa: S310
             return bool(response.status == 200)
+
+    def stop_apiserver(self, grace: float = 3.0) -> None:
+        """Stop kube-apiserver only (SIGTERM, SIGKILL after `grace` seconds: with watches open it
+        may otherwise take its full shutdown timeout); etcd, the port and certificates stay."""
+        assert self.apiserver is not None, "the control plane was never started"
+        self.apiserver.stop(timeout=grace)
+
+    def start_apiserver(self, timeout: float = 120.0) -> float:
+        """Start kube-apiserver again on the same port, certificates and etcd, so that every
+        client (kubeconfigs, service-account tokens) reconnects unchanged; return the seconds
+        until /readyz answered."""
+        assert self.apiserver is not None, "the control plane was never started"
+        started = time.monotonic()
+        self.apiserver = ChildProcess(
+            self.apiserver.name, self.apiserver.argv, self.apiserver.log_path
+        ).start()
+        wait_until(self._ready, timeout=timeout, what="kube-apiserver /readyz after a restart")
+        return time.monotonic() - started
+
+    def restart_apiserver(self, outage: float = 0.0, timeout: float = 120.0) -> float:
+        """Stop kube-apiserver, stay down for `outage` seconds, start it; return the seconds
+        from the stop until it was ready again."""
+        started = time.monotonic()
+        self.stop_apiserver()
+        time.sleep(max(0.0, outage - (time.monotonic() - started)))
+        self.start_apiserver(timeout)
+        return time.monotonic() - started
 
     def stop(self) -> None:
         for child in (self.apiserver, self.etcd):
