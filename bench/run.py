@@ -125,6 +125,33 @@ def repair_latencies(stack: Stack, names: list[str], *, via_events: bool) -> lis
     return list(latencies.values())
 
 
+def wait_quiet(stack: Stack, timeout: float = 600.0) -> float:
+    """Seconds until the apiserver sees no writes for 10 s: the tail of the creation burst is over.
+
+    Lease renewals (the leader's background load) and the apiserver's own endpoint writes do not
+    count.
+    """
+
+    def writes() -> float:
+        counts = api_requests(stack.apiserver_metrics())
+        return sum(
+            v
+            for k, v in counts.items()
+            if k.startswith(("POST/", "PUT/", "PATCH/", "DELETE/"))
+            and not k.endswith(("/leases", "/endpoints"))
+        )
+
+    started = time.monotonic()
+    last = writes()
+    while time.monotonic() - started < timeout:
+        time.sleep(10)
+        now = writes()
+        if now == last:
+            return round(time.monotonic() - started, 1)
+        last = now
+    raise TimeoutError(f"the apiserver was still busy after {timeout:.0f}s")
+
+
 def steady_state(stack: Stack, roles: int, seconds: float) -> dict[str, Any]:
     before_metrics, before_api, before_usage = (
         stack.metrics(),
@@ -195,6 +222,7 @@ def scale_run(
         }
         result["single_apply_to_ready_seconds"] = summary(single_latencies(stack, single_samples))
         time.sleep(SETTLE_SECONDS)
+        result["quiet_after_seconds"] = wait_quiet(stack)
         result["steady_state"] = steady_state(stack, size + single_samples, STEADY_SECONDS)
         sample = [f"{prefix}-{i}" for i in range(0, size, max(1, size // drift_samples))][
             :drift_samples

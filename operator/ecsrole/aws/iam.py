@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from ecsrole.aws.clients import AccountClients
 from ecsrole.aws.errors import AwsCallError, FailureKind, NotFoundError, classify
@@ -50,10 +51,14 @@ def _translate(operation: str, error: Exception) -> AwsCallError:
 
 
 def _call(operation: str, fn: Callable[..., T], **params: Any) -> T:
-    """Call `fn(**params)`, translating botocore's failures into AwsCallError."""
+    """Call `fn(**params)`, translating botocore's failures into AwsCallError.
+
+    ResponseParserError is not a BotoCoreError: it is what an HTML 5xx page from something in
+    front of the endpoint becomes, and it is as transient as any other 5xx.
+    """
     try:
         return fn(**params)
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, ResponseParserError) as error:
         raise _translate(operation, error) from error
 
 
