@@ -22,6 +22,7 @@ from tests.stack.controlplane import ControlPlane
 from tests.stack.kube import Kubectl
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config, metric_value
+from tests.stack.resources import role_manifest
 
 NAMESPACE = "bench"
 ACCOUNTS = tuple(f"1000000000{i:02d}" for i in range(10))
@@ -51,13 +52,10 @@ def process_rss_mb(pid: int) -> float:
 
 
 def manifest(index: int, prefix: str, **spec: Any) -> dict[str, Any]:
+    """Resource `index` of a run: its own account of ACCOUNTS, round robin."""
+    name = f"{prefix}-{index}"
     account = ACCOUNTS[index % len(ACCOUNTS)]
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": {"name": f"{prefix}-{index}", "namespace": NAMESPACE},
-        "spec": {"accountId": account, "roleName": f"{prefix}-{index}", **spec},
-    }
+    return role_manifest(name, name, namespace=NAMESPACE, account_id=account, **spec)
 
 
 @dataclass

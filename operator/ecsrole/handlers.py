@@ -22,7 +22,7 @@ from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
 from ecsrole.kube import KubeClient, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
-from ecsrole.reconciler import ABANDON_ANNOTATION, PAUSED_ANNOTATION, Reconciler, Resource, Result
+from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
 from ecsrole.sweeper import Seeder, Sweeper
 
 GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
@@ -34,13 +34,10 @@ registry = kopf.OperatorRegistry()
 log = logs.get_logger(__name__)
 
 
-# Annotations under kopf's storage prefix that are the user's switches, not kopf's bookkeeping.
-USER_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
-
-
 def _user_annotations(essence: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's switches, which live under kopf's storage prefix but are not its bookkeeping."""
     annotations = essence.get("metadata", {}).get("annotations", {})
-    return {key: annotations[key] for key in USER_ANNOTATIONS if key in annotations}
+    return {key: annotations[key] for key in SWITCH_ANNOTATIONS if key in annotations}
 
 
 class _DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -55,7 +52,7 @@ class _DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
     ) -> kopf.BodyEssence:
-        user_fields = [("metadata", "annotations", key) for key in USER_ANNOTATIONS]
+        user_fields = [("metadata", "annotations", key) for key in SWITCH_ANNOTATIONS]
         return super().build(body=body, extra_fields=[*(extra_fields or ()), *user_fields])
 
 

@@ -33,6 +33,8 @@ from ecsrole.status import KEEP_READY, Outcome
 
 PAUSED_ANNOTATION = "ecsrole.dev/paused"
 ABANDON_ANNOTATION = "ecsrole.dev/abandon"
+# The only annotations the lifecycle reads: the user's switches.
+SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
 # How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
 # the API server and IAM) and still count as created by this resource before a crash.
 CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
@@ -63,7 +65,13 @@ class Resource:
             generation=int(meta.get("generation", 0) or 0),
             created=_parse_time(created) if created else None,
             spec=dict(body.get("spec") or {}),
-            annotations=dict(meta.get("annotations") or {}),
+            # Only the switches: kopf's and kubectl's bookkeeping annotations (a copy of the
+            # spec, or of the whole manifest) would be kept for every object in the index.
+            annotations={
+                key: str(value)
+                for key, value in (meta.get("annotations") or {}).items()
+                if key in SWITCH_ANNOTATIONS
+            },
             status=dict(body.get("status") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
         )
@@ -530,30 +538,19 @@ class Reconciler:
     def delete(self, resource: Resource, *, retry: int = 0) -> Result:
         """Remove what the operator owns (Delete) or release it (Retain); never touch the rest."""
         deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
-        if resource.annotated(ABANDON_ANNOTATION):
-            return Result(
-                outcome=deleting,
-                target=_target_of(resource),  # so its metric series go with it
-                events=(
-                    Event(
-                        "Warning",
-                        "Abandoned",
-                        f"{ABANDON_ANNOTATION} is set: finalizer removed, nothing in AWS was touched",
-                    ),
-                ),
-            )
-        if resource.annotated(PAUSED_ANNOTATION):
-            return Result(
-                outcome=deleting,
-                target=_target_of(resource),  # so its metric series go with it
-                events=(
-                    Event(
-                        "Normal",
-                        "Retained",
-                        f"{PAUSED_ANNOTATION} is set: the role in AWS was left as it is",
-                    ),
-                ),
-            )
+        for annotation, type_, reason, what in (
+            (
+                ABANDON_ANNOTATION,
+                "Warning",
+                "Abandoned",
+                "finalizer removed, nothing in AWS was touched",
+            ),
+            (PAUSED_ANNOTATION, "Normal", "Retained", "the role in AWS was left as it is"),
+        ):
+            if resource.annotated(annotation):
+                # The target goes with the result so the resource's metric series go too.
+                event = Event(type_, reason, f"{annotation} is set: {what}")
+                return Result(outcome=deleting, target=_target_of(resource), events=(event,))
         try:
             spec = parse_spec(resource.spec)
         except SpecError:

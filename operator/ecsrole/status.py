@@ -73,13 +73,16 @@ def desired_conditions(
     """The five conditions without timestamps (those come from `merge_conditions`)."""
     by_type = {c.get("type"): c for c in previous}
     if outcome.ready_reason == KEEP_READY and "Ready" in by_type:
+        # Ready still describes the generation it was judged on: after a spec change that could
+        # not be applied yet, Ready=True must not claim the new generation is in AWS.
         old = by_type["Ready"]
+        old_generation = old.get("observedGeneration")
         ready = _condition(
             "Ready",
             old.get("status") == "True",
             str(old.get("reason", "")),
             str(old.get("message", "")),
-            generation,
+            old_generation if isinstance(old_generation, int) else generation,
         )
     elif outcome.ready_reason is None:
         ready = _condition(
@@ -112,13 +115,14 @@ def desired_conditions(
         )
     else:
         drifted = _condition("Drifted", False, "InSync", "The role matches the spec.", generation)
-    reconciling = _condition(
-        "Reconciling",
-        outcome.in_progress,
-        ready["reason"] if outcome.in_progress else "Idle",
-        ready["message"] if outcome.in_progress else "No work in progress.",
-        generation,
-    )
+    if not outcome.in_progress:
+        reconciling = _condition("Reconciling", False, "Idle", "No work in progress.", generation)
+    elif outcome.sync_error is not None:  # retrying after a failed attempt: say why
+        reconciling = _condition(
+            "Reconciling", True, outcome.sync_error, outcome.sync_message, generation
+        )
+    else:
+        reconciling = _condition("Reconciling", True, ready["reason"], ready["message"], generation)
     stalled = _condition(
         "Stalled",
         outcome.stalled,

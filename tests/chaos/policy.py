@@ -29,12 +29,12 @@ from tests.chaos.scenarios import (
     SEED_TRUST,
     KubeApi,
     create_role_by_hand,
-    role_manifest,
     settled,
     wait_leading,
 )
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.resources import role_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICY_PATH = REPO_ROOT / "docs" / "iam-policy.json"

@@ -33,6 +33,7 @@ from tests.stack.faults import FaultProxy
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config
 from tests.stack.processes import ProcessExitedError
+from tests.stack.resources import role_manifest  # also used as scenarios.role_manifest
 
 Aws = Callable[..., Any]
 StartOperator = Callable[..., OperatorProcess]
@@ -156,25 +157,6 @@ class KubeApi:
 
     def list_by_name(self, namespace: str) -> dict[str, dict[str, Any]]:
         return {item["metadata"]["name"]: item for item in self.list(namespace)}
-
-
-def role_manifest(
-    name: str,
-    role_name: str,
-    *,
-    account_id: str = DEFAULT_ACCOUNT_ID,
-    annotations: Mapping[str, str] | None = None,
-    **spec: Any,
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name}
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": metadata,
-        "spec": {"accountId": account_id, "roleName": role_name, **spec},
-    }
 
 
 def condition(resource: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
@@ -312,7 +294,7 @@ class Stack:
         return self.aws("iam")
 
 
-def _operator_config(
+def operator_config(
     cluster: str, namespaces: list[str], **account: Any
 ) -> dict[str, Any]:  # one account
     settings = {"namespaces": namespaces, "maxCallsPerSecond": 50, **account}
@@ -407,7 +389,7 @@ def churn(
     before = {name: role_fingerprint(iam, name) for name in bystanders}
 
     operator = stack.start_operator(
-        _operator_config(cluster, [namespace]),
+        operator_config(cluster, [namespace]),
         namespaces=[namespace],
         lease_duration=lease_duration,
     )
@@ -603,7 +585,7 @@ def apiserver_restarts(
     run = uuid.uuid4().hex[:8]
     cluster = f"chaos-api-{run}"
     lease = f"chaos-{run}"
-    config = _operator_config(cluster, [namespace])
+    config = operator_config(cluster, [namespace])
     leader = stack.start_operator(
         config, namespaces=[namespace], lease_name=lease, lease_duration=lease_duration
     )

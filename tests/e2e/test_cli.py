@@ -33,7 +33,8 @@ from tests.conftest import (
 )
 from tests.stack.kube import Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
-from tests.stack.operator import OperatorProcess, dev_config, ecsrole_executable
+from tests.stack.operator import OperatorProcess, dev_config, ecsrole_executable, metric_value
+from tests.stack.resources import role_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -80,12 +81,9 @@ def trust(*statements: Mapping[str, Any], **statement: Any) -> dict[str, Any]:
 def manifest(
     name: str, namespace: str, *, account_id: str = DEFAULT_ACCOUNT_ID, **spec: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"accountId": account_id, **spec},
-    }
+    """An EcsExecutionRole in `namespace` (for files and kubectl alike); `spec` carries roleName."""
+    role_name = spec.pop("roleName")
+    return role_manifest(name, role_name, namespace=namespace, account_id=account_id, **spec)
 
 
 def write_yaml(path: Path, *documents: Mapping[str, Any]) -> Path:
@@ -172,19 +170,9 @@ def create_role(
         )
 
 
-def metric_sum(text: str, metric: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(metric + "{"):
-            continue
-        if all(f'{key}="{value}"' in line for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def iam_writes(text: str) -> dict[str, float]:
     return {
-        operation: metric_sum(
+        operation: metric_value(
             text, "ecsrole_aws_api_calls_total", service="iam", operation=operation
         )
         for operation in WRITE_OPERATIONS

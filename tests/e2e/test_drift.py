@@ -17,6 +17,7 @@ from tests.conftest import OperatorFactory
 from tests.stack.kube import KIND, Kubectl, condition, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config, metric_value
+from tests.stack.resources import role_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -53,18 +54,8 @@ def _doc(value: Any) -> Any:
 
 
 def _role(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": {"name": name},
-        "spec": {
-            "accountId": DEFAULT_ACCOUNT_ID,
-            "roleName": f"drift-{uuid.uuid4().hex[:12]}",
-            "description": "declared description",
-            "tags": {"team": "blue"},
-            **(spec or {}),
-        },
-    }
+    spec = {"description": "declared description", "tags": {"team": "blue"}, **(spec or {})}
+    return role_manifest(name, f"drift-{uuid.uuid4().hex[:12]}", **spec)
 
 
 _metric = metric_value

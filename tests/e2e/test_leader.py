@@ -16,6 +16,7 @@ from tests.conftest import OperatorFactory
 from tests.stack.kube import Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.resources import role_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +48,8 @@ def _wait_leader(
     raise AssertionError(f"no leader within {timeout:.0f}s")
 
 
-def _role(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": {"name": name},
-        "spec": {"accountId": DEFAULT_ACCOUNT_ID, "roleName": f"ha-{uuid.uuid4().hex[:12]}"},
-    }
+def _role(name: str, namespace: str | None = None) -> dict[str, Any]:
+    return role_manifest(name, f"ha-{uuid.uuid4().hex[:12]}", namespace=namespace)
 
 
 def test_one_leader_writes_and_a_standby_takes_over(
@@ -121,13 +117,7 @@ def test_a_start_with_many_existing_resources_handles_them_all(
     (a restart, a takeover): none may wait for another forever."""
     count = 150
     prefix = f"many-{uuid.uuid4().hex[:6]}"
-    documents = [
-        {
-            **_role(f"{prefix}-{i}"),
-            "metadata": {"name": f"{prefix}-{i}", "namespace": own_namespace},
-        }
-        for i in range(count)
-    ]
+    documents = [_role(f"{prefix}-{i}", own_namespace) for i in range(count)]
     kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(documents), timeout=120)
     config = dev_config(
         "e2e-many",

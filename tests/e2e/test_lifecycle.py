@@ -37,6 +37,7 @@ from tests.conftest import (
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import ACCESS_KEY_ID, DEFAULT_ACCOUNT_ID, SECRET_ACCESS_KEY
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.resources import role_manifest as manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -176,26 +177,6 @@ def create_role_by_hand(
         params["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
     role: dict[str, Any] = iam.create_role(**params)["Role"]
     return role
-
-
-def manifest(
-    name: str,
-    role_name: str,
-    *,
-    account_id: str = DEFAULT_ACCOUNT_ID,
-    annotations: Mapping[str, str] | None = None,
-    **spec: Any,
-) -> dict[str, Any]:
-    """An EcsExecutionRole; `spec` keys are the CRD's camelCase field names."""
-    metadata: dict[str, Any] = {"name": name}
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": metadata,
-        "spec": {"accountId": account_id, "roleName": role_name, **spec},
-    }
 
 
 def eventually(check: Callable[[], T], *, what: str, timeout: float = 30.0) -> T:

@@ -28,6 +28,7 @@ from tests.stack import identity, manifests
 from tests.stack.kube import KIND, Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config, ecsrole_executable
+from tests.stack.resources import role_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -450,14 +451,7 @@ def test_the_operator_uses_every_verb_it_is_granted_and_no_other(
         lease_duration=3.0,
     )
     name = "rbac"
-    kubectl.apply(
-        {
-            "apiVersion": "iam.ecsrole.dev/v1alpha1",
-            "kind": "EcsExecutionRole",
-            "metadata": {"name": name, "namespace": own_namespace},
-            "spec": {"accountId": DEFAULT_ACCOUNT_ID, "roleName": f"rbac-{uuid.uuid4().hex[:12]}"},
-        }
-    )
+    kubectl.apply(role_manifest(name, f"rbac-{uuid.uuid4().hex[:12]}", namespace=own_namespace))
     wait_for_condition(kubectl, own_namespace, name, "Ready", timeout=60)
     kubectl("delete", KIND, name, f"--namespace={own_namespace}", "--timeout=60s")
     operator.stop()  # releases the Lease (an update) and ends the watches
@@ -560,14 +554,8 @@ def test_argocd_health_check_on_real_resources(
         ("ready", DEFAULT_ACCOUNT_ID),
         ("refused", UNLISTED_NAMESPACE_ACCOUNT_ID),
     ):
-        kubectl.apply(
-            {
-                "apiVersion": "iam.ecsrole.dev/v1alpha1",
-                "kind": "EcsExecutionRole",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"accountId": account, "roleName": f"health-{uuid.uuid4().hex[:12]}"},
-            }
-        )
+        role_name = f"health-{uuid.uuid4().hex[:12]}"
+        kubectl.apply(role_manifest(name, role_name, namespace=namespace, account_id=account))
     ready = wait_for_condition(kubectl, namespace, "ready", "Ready", timeout=60)
     refused = wait_for_condition(
         kubectl, namespace, "refused", "Stalled", reason="AccountNotAllowed", timeout=60

@@ -31,6 +31,7 @@ from tests.stack.prometheus import (
     prometheus_binary,
     rules_for_tests,
 )
+from tests.stack.resources import role_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -76,17 +77,7 @@ def _eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
 
 
 def _role(name: str, **spec: Any) -> dict[str, Any]:
-    annotations = spec.pop("annotations", {})
-    return {
-        "apiVersion": "iam.ecsrole.dev/v1alpha1",
-        "kind": "EcsExecutionRole",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "accountId": DEFAULT_ACCOUNT_ID,
-            "roleName": f"prom-{name}-{uuid.uuid4().hex[:10]}",
-            **spec,
-        },
-    }
+    return role_manifest(name, f"prom-{name}-{uuid.uuid4().hex[:10]}", **spec)
 
 
 def _object_series(text: str, namespace: str) -> dict[tuple[str, str], dict[str, float]]:

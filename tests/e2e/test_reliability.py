@@ -151,3 +151,49 @@ def test_parliament_would_catch_a_bad_statement(statement: dict[str, Any], issue
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **statement}]}
     findings = _parliament_findings(json.dumps(policy))
     assert any(finding.startswith(issue) for finding in findings), findings
+
+
+@pytest.mark.e2e
+def test_a_throttled_spec_change_keeps_ready_on_the_generation_that_is_in_aws(
+    chaos_stack: scenarios.Stack, own_namespace: str
+) -> None:
+    """Every IAM write throttled while generation 2 is applied: Ready=True keeps speaking of
+    generation 1 (what AWS holds), Synced and Reconciling say Throttled; when IAM answers again,
+    generation 2 reaches AWS and Ready moves to it."""
+    run = f"{random.randrange(16**8):08x}"
+    role_name = f"throttled-{run}"
+    operator = chaos_stack.start_operator(
+        scenarios.operator_config(f"throttled-{run}", [own_namespace]), namespaces=[own_namespace]
+    )
+    scenarios.wait_leading(operator)
+    api, iam = chaos_stack.api, chaos_stack.iam()
+
+    def resource() -> dict[str, Any]:
+        return api.list_by_name(own_namespace).get("app") or {}
+
+    api.apply(own_namespace, scenarios.role_manifest("app", role_name, description="one"))
+    scenarios.wait_for(lambda: scenarios.settled(resource()), what="generation 1", timeout=60)
+
+    chaos_stack.proxy.set_rates(throttle=1.0)
+    api.apply(own_namespace, scenarios.role_manifest("app", role_name, description="two"))
+
+    def throttled() -> dict[str, Any] | None:
+        current = resource()
+        synced = scenarios.condition(current, "Synced") or {}
+        if synced.get("reason") == "Throttled" and synced.get("observedGeneration") == 2:
+            return current
+        return None
+
+    current = scenarios.wait_for(throttled, what="Synced=False/Throttled", timeout=60)
+    ready = scenarios.condition(current, "Ready") or {}
+    reconciling = scenarios.condition(current, "Reconciling") or {}
+    assert (ready["status"], ready["observedGeneration"]) == ("True", 1)
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "Throttled")
+    assert current["status"]["observedGeneration"] == 2
+    assert not scenarios.settled(current)
+    assert iam.get_role(RoleName=role_name)["Role"]["Description"] == "one"
+
+    chaos_stack.proxy.clear()
+    # The throttled attempt is retried after its backoff (5 s and up, with jitter).
+    scenarios.wait_for(lambda: scenarios.settled(resource()), what="generation 2", timeout=90)
+    assert iam.get_role(RoleName=role_name)["Role"]["Description"] == "two"

@@ -76,15 +76,18 @@ def test_refusal_is_stalled_with_the_same_reason() -> None:
     assert conditions["Stalled"]["reason"] == "PolicyNotAllowed"
 
 
+#: What the reconciler reports when an AWS call was throttled (reconciler._aws_failed).
+THROTTLED = Outcome(
+    ready_reason=KEEP_READY,
+    sync_error="Throttled",
+    sync_message="PutRolePolicy failed: Throttling: Rate exceeded",
+    in_progress=True,
+)
+
+
 def test_aws_failure_flips_synced_but_not_ready() -> None:
     status = _status_after(Outcome())
-    failed = Outcome(
-        ready_reason=KEEP_READY,
-        sync_error="Throttled",
-        sync_message="Rate exceeded",
-        in_progress=True,
-    )
-    patch = patch_for(failed, generation=1, status=status, now=T1)
+    patch = patch_for(THROTTLED, generation=1, status=status, now=T1)
     conditions = _by_type(patch)
     assert conditions["Ready"]["status"] == "True"
     assert conditions["Ready"]["lastTransitionTime"] == T0
@@ -92,6 +95,24 @@ def test_aws_failure_flips_synced_but_not_ready() -> None:
     assert conditions["Synced"]["reason"] == "Throttled"
     assert conditions["Reconciling"]["status"] == "True"
     assert "lastSyncTime" not in patch
+
+
+def test_a_spec_change_not_applied_yet_leaves_ready_on_the_generation_it_judged() -> None:
+    """Throttled while applying generation 2: Ready=True still speaks of generation 1 only."""
+    status = _status_after(Outcome(), generation=1)
+    patch = patch_for(THROTTLED, generation=2, status=status, now=T1)
+    conditions = _by_type(patch)
+    assert (conditions["Ready"]["status"], conditions["Ready"]["observedGeneration"]) == ("True", 1)
+    assert patch["observedGeneration"] == 2
+    for type_ in ("Synced", "Reconciling"):
+        assert conditions[type_]["observedGeneration"] == 2
+        assert conditions[type_]["reason"] == "Throttled"
+        assert "Rate exceeded" in conditions[type_]["message"]
+    assert conditions["Reconciling"]["status"] == "True"
+    # Once applied, Ready moves to the new generation.
+    applied = patch_for(Outcome(), generation=2, status={**status, **patch}, now=T1)
+    assert _by_type(applied)["Ready"]["observedGeneration"] == 2
+    assert _by_type(applied)["Reconciling"]["status"] == "False"
 
 
 def test_aws_failure_before_any_success_says_creating() -> None:

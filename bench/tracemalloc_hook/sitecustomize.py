@@ -1,0 +1,28 @@
+"""Loaded into the operator by `python -m bench.memory --tracemalloc` (via PYTHONPATH).
+
+On SIGUSR2 the operator writes its largest Python allocations, by file and by line, to the file
+named by ECSROLE_TRACEMALLOC_OUT. Not part of the operator or its image.
+"""
+
+import gc
+import os
+import signal
+import tracemalloc
+
+OUT = os.environ.get("ECSROLE_TRACEMALLOC_OUT")
+
+
+def _dump(_signum: int, _frame: object) -> None:
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot()
+    with open(OUT or os.devnull, "w") as out:
+        for key in ("filename", "lineno"):
+            stats = snapshot.statistics(key)
+            out.write(f"== top by {key}: {sum(s.size for s in stats) / 1e6:.1f} MB traced\n")
+            for stat in stats[:30]:
+                out.write(f"{stat.size / 1e6:8.2f} MB {stat.count:8d}  {stat.traceback}\n")
+
+
+if OUT:
+    tracemalloc.start()
+    signal.signal(signal.SIGUSR2, _dump)
