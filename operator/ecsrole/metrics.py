@@ -7,8 +7,13 @@ when their object goes.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ecsrole.core.model import Aspect
 
@@ -19,18 +24,50 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 OBJECT_LABELS = ("namespace", "name", "account_id", "role_name")
 
-drifted = Gauge(
-    "ecsrole_drifted",
-    "1 when the role in AWS differs from its EcsExecutionRole, else 0.",
-    OBJECT_LABELS,
-    registry=REGISTRY,
-)
-ready = Gauge(
-    "ecsrole_ready",
-    "1 when the EcsExecutionRole's Ready condition is True, else 0.",
-    OBJECT_LABELS,
-    registry=REGISTRY,
-)
+
+class ObjectStates(Collector):
+    """ecsrole_ready and ecsrole_drifted: two gauges with one series per object.
+
+    Kept as one small tuple per object and rendered at scrape time: a labelled Gauge child
+    costs about 800 bytes, so the two gauges cost 8 MB at 5,000 objects.
+    """
+
+    labelnames = OBJECT_LABELS
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def set(self, labels: tuple[str, str, str, str], *, ready: bool, drifted: bool) -> None:
+        with self._lock:
+            self._states[labels] = (int(ready), int(drifted))
+
+    def forget(self, labels: tuple[str, str, str, str]) -> None:
+        with self._lock:
+            self._states.pop(labels, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            states = list(self._states.items())
+        ready = GaugeMetricFamily(
+            "ecsrole_ready",
+            "1 when the EcsExecutionRole's Ready condition is True, else 0.",
+            labels=OBJECT_LABELS,
+        )
+        drifted = GaugeMetricFamily(
+            "ecsrole_drifted",
+            "1 when the role in AWS differs from its EcsExecutionRole, else 0.",
+            labels=OBJECT_LABELS,
+        )
+        for labels, (is_ready, is_drifted) in states:
+            ready.add_metric(labels, is_ready)
+            drifted.add_metric(labels, is_drifted)
+        yield drifted
+        yield ready
+
+
+object_states = ObjectStates()
+REGISTRY.register(object_states)
 drift_events = Counter(
     "ecsrole_drift_events",
     "Drift found on a role, by aspect (counted once per detection, also under Enforce).",
@@ -106,16 +143,9 @@ def init_account(account_id: str) -> None:
 def set_object_state(
     *, namespace: str, name: str, account_id: str, role_name: str, is_ready: bool, is_drifted: bool
 ) -> None:
-    labels = (namespace, name, account_id, role_name)
-    ready.labels(*labels).set(1 if is_ready else 0)
-    drifted.labels(*labels).set(1 if is_drifted else 0)
+    object_states.set((namespace, name, account_id, role_name), ready=is_ready, drifted=is_drifted)
 
 
 def forget_object(*, namespace: str, name: str, account_id: str, role_name: str) -> None:
     """Remove an object's series so a deleted resource does not linger as 'not ready'."""
-    labels = (namespace, name, account_id, role_name)
-    for gauge in (ready, drifted):
-        try:
-            gauge.remove(*labels)
-        except KeyError:
-            continue
+    object_states.forget((namespace, name, account_id, role_name))

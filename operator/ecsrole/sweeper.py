@@ -234,7 +234,10 @@ class Seeder:
         self._reads: dict[str, asyncio.Future[dict[str, ObservedRole]]] = {}
 
     async def observation(self, resource: Resource) -> Observation | None:
-        if time.monotonic() - self.started > SEED_SECONDS or not sweepable(resource):
+        if time.monotonic() - self.started > SEED_SECONDS:
+            self._reads.clear()  # every role of every account: not kept for the whole term
+            return None
+        if not sweepable(resource):
             return None
         account = self.context.config.account(str(resource.spec.get("accountId", "")))
         if account is None or account.sweep_mode != "bulk":

@@ -423,10 +423,17 @@ def churn(
         items = stack.api.list(namespace)
         return sum(1 for i in items if (i.get("status") or {}).get("roleId")) >= size // 2
 
+    def kills_reached(share: float) -> Callable[[], bool]:
+        # The churn is spread over the kills, so they land during each phase's work, not
+        # after the churn is over.
+        return lambda: killer.error is not None or killer.kills >= round(kills * share)
+
     wait_for(half_recorded, what="half the roles recorded", timeout=timeout, interval=0.5)
+    wait_for(kills_reached(1 / 3), what="a third of the kills", timeout=timeout, interval=0.2)
     for name in names:
         stack.api.apply(namespace, role_manifest(name, role_names[name], **spec_of(name, "update")))
     time.sleep(rng.uniform(0.5, 2.0))
+    wait_for(kills_reached(2 / 3), what="two thirds of the kills", timeout=timeout, interval=0.2)
     for name in sorted(deleted):
         stack.api.delete(namespace, name)
     churned_at = time.monotonic()
