@@ -201,10 +201,10 @@ def write_report(
         "waits for the next sweep (interval 30 s with jitter), the event path for the CloudTrail "
         "event delivered through SQS.",
         "",
-        "The POST/events figures at 1,000 and 5,000 are the tail of the creation burst: the "
-        "operator posts its Events through eight workers, so a few hundred per minute are still "
-        "going out during the first steady minute; without creations the only load is the leader "
-        "Lease (about 66 requests per minute).",
+        "The steady window starts once the creation burst is over: the benchmark waits until the "
+        "API server has seen no write but Lease renewals for 10 s (`quiet_after_seconds` in the "
+        "results). What remains is the leader's Lease (about 66 requests per minute) and the API "
+        "server's own endpoint upkeep.",
         "",
         "## What was profiled and fixed",
         "",
@@ -213,6 +213,28 @@ def write_report(
         "shrank; tracemalloc saw only 59 MB of Python objects). Reconciles in flight are now bounded "
         "(64, a semaphore in the handlers) and the image fixes glibc's mmap/trim thresholds and "
         "arena count: 156 MB at 1,000 (6 MB over the target), 243 MB at 5,000.",
+        "- 156 MB was still 6 MB over the target. tracemalloc (a `SIGUSR2` snapshot of the running "
+        "operator) put 30 MB in `asyncio/sslproto.py`: 114 TLS connections to the API server, each "
+        "with a 256 KiB read buffer, still open minutes after the burst. kopf patches every new "
+        "object at once (its finalizer) with no bound on connections, so a burst opened up to 237; "
+        "aiohttp's pool then reuses idle connections first-in first-out, and the trickle of Events "
+        "after the burst (kopf's event workers linger 1 s per object, so eight workers posted eight "
+        "Events a second for minutes) kept every one of them alive. The operator now gives kopf its "
+        "own aiohttp session (`ecsrole.kube.session_for`): at most 32 requests in flight (watch "
+        "streams exempt), a 2 s keep-alive, and event workers that linger 0.1 s. Peak connections "
+        "during the 1,000-resource burst: 237 -> 54; resident memory at 1,000: 156 -> 118 MB, with "
+        "the Events drained 10 s after the last resource was Ready instead of minutes. Measured "
+        "with `.venv/bin/python -m bench.memory` (add `--tracemalloc` for the allocation "
+        "snapshot), then `make bench`.",
+        "- Not fixed: resident memory at 5,000 is 255-258 MB over two runs (243 MB in an earlier "
+        "one), over the 250 MB target. It is not live Python objects: a tracemalloc snapshot at "
+        "2,000 resources traces 86 MB against 358 MB resident (the 1,000-resource snapshot: 97 MB "
+        "traced, 30 of them the TLS buffers fixed above). What stays is heap the creation burst "
+        "left behind; `malloc_trim(0)` through gdb after the burst gave back 7 MB. Keeping the "
+        "per-object gauges as tuples (about 800 bytes per series less) and only the switch "
+        "annotations in the index did not move the figure beyond run-to-run noise. The next step "
+        "is to bound how many objects kopf holds in flight during a burst without its worker "
+        "limit (see the deadlock below).",
         "- A first fix used kopf's `queueing.worker_limit`; it deadlocked a start with more "
         "existing objects than workers (kopf's workers wait for the indices to be complete). This "
         "benchmark caught it; `tests/e2e/test_leader.py` keeps it caught.",
