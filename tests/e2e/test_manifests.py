@@ -535,8 +535,29 @@ def _with_conditions(generation: int = 1, **conditions: tuple[str, str]) -> dict
             "Progressing",
             "Throttled",
         ),
+        (
+            {
+                "metadata": {"name": "web", "generation": 2},
+                "status": {
+                    "observedGeneration": 2,
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "observedGeneration": 1},
+                        {"type": "Synced", "status": "False", "reason": "Throttled"},
+                    ],
+                },
+            },
+            "Progressing",
+            "Throttled",
+        ),
     ],
-    ids=["no-status", "new-generation", "drift-reported", "paused", "throttled"],
+    ids=[
+        "no-status",
+        "new-generation",
+        "drift-reported",
+        "paused",
+        "throttled",
+        "update-not-applied-yet",
+    ],
 )
 def test_argocd_health_check_reads_the_conditions(
     resource: dict[str, Any], status: str, message: str
