@@ -34,9 +34,9 @@ from bench.stack import (
     manifest,
     metric,
 )
+from tests.stack.resources import SEED_POLICY
 
 RESULTS = Path("bench/results")
-SEED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 STEADY_SECONDS = 60.0
 SETTLE_SECONDS = 17.0  # past the operator's 15 s settle window after its own writes
 

@@ -33,25 +33,17 @@ from tests.stack.faults import FaultProxy
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config
 from tests.stack.processes import ProcessExitedError
-from tests.stack.resources import role_manifest  # also used as scenarios.role_manifest
+from tests.stack.resources import (  # also used as scenarios.role_manifest
+    SEED_POLICY,
+    SEED_TRUST,
+    role_manifest,
+)
 
 Aws = Callable[..., Any]
 StartOperator = Callable[..., OperatorProcess]
 
 GROUP_PATH = "/apis/iam.ecsrole.dev/v1alpha1"
 OWNERSHIP_PREFIX = "ecsrole.dev/"
-SEED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-SEED_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "",
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 #: Not in any operator's account map: a namespace naming it gets AccountNotAllowed.
 UNLISTED_ACCOUNT_ID = "999999999999"
 

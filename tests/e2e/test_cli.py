@@ -34,13 +34,12 @@ from tests.conftest import (
 from tests.stack.kube import Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config, ecsrole_executable, metric_value
-from tests.stack.resources import role_manifest
+from tests.stack.resources import SEED_POLICY, role_manifest
 
 pytestmark = pytest.mark.e2e
 
 Aws = Callable[..., Any]
 
-SEED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
 SSM_READ_POLICY = "arn:aws:iam::aws:policy/AmazonSSMReadOnlyAccess"
 ECS_STATEMENT = {

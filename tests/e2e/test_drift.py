@@ -17,29 +17,17 @@ from tests.conftest import OperatorFactory
 from tests.stack.kube import KIND, Kubectl, condition, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config, metric_value
-from tests.stack.resources import role_manifest
+from tests.stack.resources import SEED_POLICY, SEED_TRUST, role_manifest
 
 pytestmark = pytest.mark.e2e
 
 SWEEP_SECONDS = 3
 SETTLE_SECONDS = 15  # ecsrole.context.SETTLE_SECONDS
-SEED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
-ECS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "",
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 WIDENED_TRUST = {
     "Version": "2012-10-17",
     "Statement": [
-        *ECS_TRUST["Statement"],
+        *SEED_TRUST["Statement"],
         {
             "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
@@ -127,7 +115,7 @@ CHANGES = [
         lambda iam, r: iam.update_assume_role_policy(
             RoleName=r, PolicyDocument=json.dumps(WIDENED_TRUST)
         ),
-        lambda iam, r: _doc(_get(iam, r)["AssumeRolePolicyDocument"]) == ECS_TRUST,
+        lambda iam, r: _doc(_get(iam, r)["AssumeRolePolicyDocument"]) == SEED_TRUST,
     ),
     Change(
         "InlinePolicy",

@@ -37,6 +37,7 @@ from tests.conftest import (
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import ACCESS_KEY_ID, DEFAULT_ACCOUNT_ID, SECRET_ACCESS_KEY
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.resources import SEED_POLICY, SEED_TRUST
 from tests.stack.resources import role_manifest as manifest
 
 pytestmark = pytest.mark.e2e
@@ -45,19 +46,7 @@ T = TypeVar("T")
 Aws = Callable[..., Any]
 
 SHARED_CLUSTER = "e2e-shared"
-SEED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 NOT_ALLOWED_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
-SEED_TRUST: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "",
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 OWNERSHIP_PREFIX = "ecsrole.dev/"
 PAUSED = "ecsrole.dev/paused"
 ABANDON = "ecsrole.dev/abandon"

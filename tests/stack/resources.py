@@ -12,6 +12,20 @@ from typing import Any
 
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 
+#: What every ECS task execution role carries: the managed policy and the trust in ECS tasks.
+SEED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+SEED_TRUST: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "",
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
 
 def role_manifest(
     name: str,
