@@ -178,6 +178,15 @@ def own_namespace(kubectl: Kubectl) -> Iterator[str]:
     kubectl.delete_namespace_nowait(name)
 
 
+@pytest.fixture
+def second_own_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """Another such namespace: a second tenant, or a second run beside the first."""
+    name = f"own-b-{uuid.uuid4().hex[:10]}"
+    kubectl.create_namespace(name)
+    yield name
+    kubectl.delete_namespace_nowait(name)
+
+
 @pytest.fixture(scope="session")
 def moto(stack_dir: Path) -> Iterator[MotoServer]:
     server = MotoServer(stack_dir / "moto").start()

@@ -77,14 +77,6 @@ def _faults_text(injected: dict[str, int]) -> str:
     return ", ".join(shown) or "none"
 
 
-@pytest.fixture
-def second_own_namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"own-b-{random.randrange(16**8):08x}"
-    kubectl.create_namespace(name)
-    yield name
-    kubectl.delete_namespace_nowait(name)
-
-
 _baseline: dict[str, Any] = {}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 
 from tests.chaos import scenarios
 from tests.conftest import EXTRA_SECRETS, OPERATOR_LOGS, scan_operator_logs, secrets_in_log
-from tests.stack.kube import Kubectl
 from tests.stack.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
@@ -27,14 +25,6 @@ POLICY_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
 KILLS = 4
 CHURN_SIZE = 20
 EXAMPLES = 300
-
-
-@pytest.fixture
-def second_own_namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"own-b-{random.randrange(16**8):08x}"
-    kubectl.create_namespace(name)
-    yield name
-    kubectl.delete_namespace_nowait(name)
 
 
 @pytest.mark.e2e
