@@ -15,7 +15,9 @@ OUT = os.environ.get("ECSROLE_TRACEMALLOC_OUT")
 def _dump(_signum: int, _frame: object) -> None:
     gc.collect()
     snapshot = tracemalloc.take_snapshot()
+    current, peak = tracemalloc.get_traced_memory()
     with open(OUT or os.devnull, "w") as out:
+        out.write(f"== traced now {current / 1e6:.1f} MB, peak since start {peak / 1e6:.1f} MB\n")
         for key in ("filename", "lineno"):
             stats = snapshot.statistics(key)
             out.write(f"== top by {key}: {sum(s.size for s in stats) / 1e6:.1f} MB traced\n")
