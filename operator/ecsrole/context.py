@@ -121,6 +121,8 @@ class OperatorContext:
             for aspect, at in list(written.items()):
                 if now - at > SETTLE_SECONDS:
                     del written[aspect]
+            if not written:
+                self._writes.pop((account_id, role_name.lower()), None)
             return frozenset(written)
 
     def mark_in_sync(self, uid: str) -> None:

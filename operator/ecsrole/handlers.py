@@ -135,7 +135,7 @@ def role_claims(
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
 def resources_by_account(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
     """Every resource by account, as the sweeps see them (spec, status, annotations only)."""
-    return {str(spec.get("accountId", "")): Resource.from_body(body)}
+    return {str(spec.get("accountId", "")): Resource.from_body(body).for_index()}
 
 
 def _is_conflicting(index: kopf.Index[Any, Any], spec: Mapping[str, Any], uid: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import random
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,9 +39,12 @@ SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
 # How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
 # the API server and IAM) and still count as created by this resource before a crash.
 CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
+# Strings up to this length are shared between the index's copies: condition types, reasons and
+# messages, account ids, namespaces and one-second timestamps repeat across thousands of objects.
+SHARED_STRING_MAX = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resource:
     """The parts of an EcsExecutionRole object the lifecycle reads."""
 
@@ -76,8 +80,34 @@ class Resource:
             deleting=bool(meta.get("deletionTimestamp")),
         )
 
+    def for_index(self) -> Resource:
+        """A compact copy for the long-lived index: about half the memory of the decoded body.
+
+        The index holds one copy per object for the operator's lifetime. Decoded JSON gives every
+        object its own copy of every key and every repeated value, allocated in the middle of a
+        creation burst's short-lived objects, where it keeps the heap from shrinking afterwards.
+        """
+        return dataclasses.replace(
+            self,
+            namespace=sys.intern(self.namespace),
+            spec=_shared(self.spec),
+            annotations=_shared(self.annotations),
+            status=_shared(self.status),
+        )
+
     def annotated(self, key: str) -> bool:
         return str(self.annotations.get(key, "")).lower() == "true"
+
+
+def _shared(value: Any) -> Any:
+    """A deep copy of decoded JSON whose keys and short strings are interned (shared)."""
+    if isinstance(value, Mapping):
+        return {sys.intern(str(key)): _shared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shared(item) for item in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
+        return sys.intern(value)
+    return value
 
 
 @dataclass(frozen=True)
