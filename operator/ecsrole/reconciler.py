@@ -168,11 +168,17 @@ def _parse_time(value: str) -> datetime.datetime:
 
 
 def backoff(kind: FailureKind, retry: int) -> float:
-    """Seconds before the next attempt: exponential with jitter, bounded; never a hot loop."""
+    """Seconds before the next attempt: exponential with jitter, bounded; never a hot loop.
+
+    Throttling and 5xx are transient: a resource is tried again within a minute, so it converges
+    soon after an episode ends (every attempt, retries included, passes the account's rate
+    limiter, so more attempts do not mean more load than `maxCallsPerSecond`). AccessDenied
+    needs a person to change a policy: up to 15 minutes.
+    """
     base, cap = {
-        FailureKind.THROTTLED: (5.0, 300.0),
+        FailureKind.THROTTLED: (5.0, 60.0),
         FailureKind.ACCESS_DENIED: (15.0, 900.0),
-        FailureKind.AWS_ERROR: (5.0, 300.0),
+        FailureKind.AWS_ERROR: (5.0, 60.0),
     }[kind]
     delay: float = min(cap, base * 2 ** min(retry, 10))
     return delay * random.uniform(0.8, 1.2)
