@@ -178,7 +178,18 @@ def lifecycle(
             shown.append(f"{item['metadata']['name']}: {conditions}")
         return "; ".join(shown) or "no resources"
 
-    def until(step: str, check: Callable[[], bool]) -> None:
+    def denied(name: str) -> bool:
+        """The step's resource says IAM refused the operator: the step cannot complete."""
+        item = api.list_by_name(namespace).get(name) or {}
+        return any(
+            "AccessDenied" in f"{c.get('reason')} {c.get('message')}"
+            for c in (item.get("status") or {}).get("conditions") or []
+            if c.get("type") in ("Ready", "Synced")
+        )
+
+    def until(step: str, check: Callable[[], bool], resource: str) -> None:
+        """Wait for `check`; fail at once when `resource` shows AccessDenied (no waiting out
+        the timeout for a refusal the operator already reported), else after the timeout."""
         deadline = time.monotonic() + step_timeout
         while time.monotonic() < deadline:
             operator.child.ensure_alive()
@@ -186,6 +197,10 @@ def lifecycle(
                 if check():
                     done.append(step)
                     return
+                if denied(resource):
+                    raise StepFailedError(f"{step} did not complete: denied; {evidence()}")
+            except StepFailedError:
+                raise
             except Exception:  # noqa: S110 - a read that fails is simply not done yet
                 pass
             time.sleep(0.5)
@@ -206,7 +221,7 @@ def lifecycle(
             permissions={"secretArns": [secret + "db-??????"]},
         ),
     )
-    until("create", lambda: reconciled("app"))
+    until("create", lambda: reconciled("app"), "app")
 
     # 2. update: description, max session, a tag removed and one added, the inline policy changed
     api.apply(
@@ -235,7 +250,7 @@ def lifecycle(
             in json.dumps(iam.get_role_policy(RoleName=role, PolicyName="ecsrole-permissions"))
         )
 
-    until("update", updated)
+    until("update", updated, "app")
 
     # 3. drift repair: privilege creep by hand, found by the sweep and put back
     iam.attach_role_policy(RoleName=role, PolicyArn=ADMIN_POLICY)
@@ -280,7 +295,7 @@ def lifecycle(
             and (got.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn") == boundary_arn
         )
 
-    until("drift repair", repaired)
+    until("drift repair", repaired, "app")
 
     # 4. adopt a role made by hand
     create_role_by_hand(iam, adopted_role)
@@ -294,7 +309,7 @@ def lifecycle(
         }
         return reconciled("adopted") and "ecsrole.dev/uid" in tags and SEED_POLICY in attached
 
-    until("adopt", adopted)
+    until("adopt", adopted, "adopted")
 
     # 5. delete, the role being in an instance profile
     profile = f"pol-{run}-profile"
@@ -311,7 +326,7 @@ def lifecycle(
             return True
         return False
 
-    until("delete with instance profile", deleted)
+    until("delete with instance profile", deleted, "app")
 
     # 6. retain: the adopted role stays, without the ownership tags
     api.delete(namespace, "adopted")
@@ -322,7 +337,7 @@ def lifecycle(
         tags = {t["Key"] for t in iam.list_role_tags(RoleName=adopted_role)["Tags"]}
         return not any(k.startswith("ecsrole.dev/") for k in tags)
 
-    until("retain", retained)
+    until("retain", retained, "adopted")
     return done
 
 
