@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -228,6 +229,7 @@ def operator_factory(
 ) -> Iterator[OperatorFactory]:
     """Start `ecsrole run` with a given configuration, watching given namespaces."""
     started: list[OperatorProcess] = []
+    numbering = threading.Lock()  # scenarios may start operators from two threads
 
     def start(
         config: Mapping[str, Any],
@@ -236,15 +238,16 @@ def operator_factory(
         aws_env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> OperatorProcess:
-        process = OperatorProcess(
-            tmp_path / f"operator-{len(started)}",
-            config=config,
-            aws_env=aws_env if aws_env is not None else moto.aws_env(),
-            namespaces=namespaces,
-            **{**_operator_access(cluster, operator_identity), **kwargs},
-        )
-        started.append(process)
-        _running.append((process, 0))
+        with numbering:
+            process = OperatorProcess(
+                tmp_path / f"operator-{len(started)}",
+                config=config,
+                aws_env=aws_env if aws_env is not None else moto.aws_env(),
+                namespaces=namespaces,
+                **{**_operator_access(cluster, operator_identity), **kwargs},
+            )
+            started.append(process)
+            _running.append((process, 0))
         OPERATOR_LOGS.add(process.log_path)
         return process.start()
 
@@ -313,13 +316,38 @@ def chaos_stack(
 ) -> Iterator[Stack]:
     """What the reliability scenarios (tests/chaos/scenarios.py) drive: operators reach AWS only
     through the fault proxy; the proxy's rates are reset after each test."""
+    fault_proxy.clear()
+    yield _proxied_stack(cluster, aws, fault_proxy, moto, operator_factory)
+    fault_proxy.clear()
 
+
+@pytest.fixture
+def clean_stack(
+    cluster: tuple[Path, Path],
+    aws: Callable[..., Any],
+    moto: MotoServer,
+    operator_factory: OperatorFactory,
+) -> Iterator[Stack]:
+    """Like `chaos_stack`, through a proxy of its own that never injects a fault: a no-fault
+    reference run beside a faulted one, each proxy counting only its own operator's calls."""
+    proxy = FaultProxy(moto.url).start()
+    try:
+        yield _proxied_stack(cluster, aws, proxy, moto, operator_factory)
+    finally:
+        proxy.stop()
+
+
+def _proxied_stack(
+    cluster: tuple[Path, Path],
+    aws: Callable[..., Any],
+    proxy: FaultProxy,
+    moto: MotoServer,
+    operator_factory: OperatorFactory,
+) -> Stack:
     def start(config: Mapping[str, Any], **kwargs: Any) -> OperatorProcess:
-        return operator_factory(config, aws_env=fault_proxy.aws_env(moto.aws_env()), **kwargs)
+        return operator_factory(config, aws_env=proxy.aws_env(moto.aws_env()), **kwargs)
 
-    fault_proxy.clear()
-    yield Stack(api=KubeApi(cluster[0]), aws=aws, proxy=fault_proxy, start_operator=start)
-    fault_proxy.clear()
+    return Stack(api=KubeApi(cluster[0]), aws=aws, proxy=proxy, start_operator=start)
 
 
 # -- scenario 7: no credential in any operator log of the run ----------------------------------

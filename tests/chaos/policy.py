@@ -147,6 +147,11 @@ class StepFailedError(AssertionError):
     pass
 
 
+# How long a step's resource must show AccessDenied before the step counts as failed: more than
+# two drift sweeps (driftCheckInterval 3s below), each of which could still complete the step.
+DENIED_FOR = 8.0
+
+
 def lifecycle(
     api: KubeApi,
     namespace: str,
@@ -188,17 +193,26 @@ def lifecycle(
         )
 
     def until(step: str, check: Callable[[], bool], resource: str) -> None:
-        """Wait for `check`; fail at once when `resource` shows AccessDenied (no waiting out
-        the timeout for a refusal the operator already reported), else after the timeout."""
+        """Wait for `check`; fail once `resource` has shown AccessDenied for DENIED_FOR seconds
+        on end (no waiting out the timeout for a refusal that stays), else after the timeout.
+
+        Not at the first AccessDenied: another path may still get there (a sweep reads with
+        GetAccountAuthorizationDetails and can apply an update whose own reads were denied).
+        """
         deadline = time.monotonic() + step_timeout
+        denied_since: float | None = None
         while time.monotonic() < deadline:
             operator.child.ensure_alive()
             try:
                 if check():
                     done.append(step)
                     return
-                if denied(resource):
-                    raise StepFailedError(f"{step} did not complete: denied; {evidence()}")
+                now = time.monotonic()
+                denied_since = (denied_since or now) if denied(resource) else None
+                if denied_since is not None and now - denied_since >= DENIED_FOR:
+                    raise StepFailedError(
+                        f"{step} did not complete: AccessDenied for {DENIED_FOR:.0f}s; {evidence()}"
+                    )
             except StepFailedError:
                 raise
             except Exception:  # noqa: S110 - a read that fails is simply not done yet

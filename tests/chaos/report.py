@@ -35,6 +35,9 @@ How faults are made:
   survive SIGKILLs.
 - Crashes are SIGKILLs of the operator's process group at random moments once it leads; each is
   followed by a restart (the Lease is then waited out, as after a real crash).
+- Scenario 1's no-fault reference run goes beside its faulted run, with its own operator,
+  namespace and proxy (one that never injects a fault); each proxy counts only its own
+  operator's calls, so neither run's figures include the other's.
 - API outages stop kube-apiserver and start it again on the same port, certificates and etcd.
 
 `make test` runs short versions of scenarios 2, 4, 5 and 7 (tests/e2e/test_reliability.py) through
