@@ -239,7 +239,9 @@ def write_report(
         "3,000 resources. The index now keeps a compact copy (`Resource.for_index`: keys and "
         "strings of up to 64 characters interned, slots), 2.8 KB per object. "
         "`bench.memory --size 5000` once the burst's trailing patches are done: 260 -> 242 MB; "
-        "`make bench`: the table above. Tried and not kept: jemalloc through `LD_PRELOAD` "
+        "`make bench`: the table above. At 1,000 the same A/B of the two commits: 130.1 -> 124.6 "
+        "MB; `make bench` at 1,000 varies more than that between runs (118.4 MB before this "
+        "change, 141.1 MB after), with the creation burst's timing. Tried and not kept: jemalloc through `LD_PRELOAD` "
         "(234 MB, 8 MB less for a native library in the image), `PYTHONMALLOC=malloc` with glibc "
         "(280 MB).",
         "- A first fix used kopf's `queueing.worker_limit`; it deadlocked a start with more "
