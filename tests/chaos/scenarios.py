@@ -32,7 +32,6 @@ import yaml
 from tests.stack.faults import FaultProxy
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config
-from tests.stack.processes import ProcessExitedError
 from tests.stack.resources import (  # also used as scenarios.role_manifest
     SEED_POLICY,
     SEED_TRUST,
@@ -297,13 +296,18 @@ def operator_config(
 
 
 class Killer(threading.Thread):
-    """SIGKILLs the operator `count` times at random moments once it leads, restarting it each time."""
+    """SIGKILLs the leading replica `count` times at random moments once it leads.
+
+    Two replicas share the Lease, as with the chart's `replicas: 2`: the standby takes over
+    from the killed leader, and the killed one is restarted (as Kubernetes would) to become the
+    next standby. Every kill is still followed by a fresh process resuming every object.
+    """
 
     def __init__(
-        self, operator: OperatorProcess, count: int, rng: random.Random, max_gap: float
+        self, replicas: list[OperatorProcess], count: int, rng: random.Random, max_gap: float
     ) -> None:
         super().__init__(name="killer", daemon=True)
-        self.operator, self.count, self.rng, self.max_gap = operator, count, rng, max_gap
+        self.replicas, self.count, self.rng, self.max_gap = replicas, count, rng, max_gap
         self.kills = 0
         #: Exits the operator chose (a lost lease under load exits 1, as it should); restarted
         #: like Kubernetes would, and reported.
@@ -311,25 +315,28 @@ class Killer(threading.Thread):
         self.error: BaseException | None = None
         self.done_at = 0.0
 
-    def _lead(self) -> None:
-        for _ in range(5):
-            try:
-                wait_leading(self.operator)
-                return
-            except ProcessExitedError:
-                self.self_exits += 1
-                self.operator.start()
-        wait_leading(self.operator)
+    def _leader(self, timeout: float = 60.0) -> OperatorProcess:
+        """The replica holding the Lease; a replica that exited on its own is restarted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for replica in self.replicas:
+                if not replica.child.alive():
+                    self.self_exits += 1
+                    replica.start()
+                elif leads(replica):
+                    return replica
+            time.sleep(0.1)
+        raise TimeoutError(f"no replica took the lease within {timeout:.0f}s")
 
     def run(self) -> None:
         try:
             for _ in range(self.count):
-                self._lead()
+                leader = self._leader()
                 time.sleep(self.rng.uniform(0.0, self.max_gap))  # the random moment
-                self.operator.kill()
+                leader.kill()
                 self.kills += 1
-                self.operator.start()
-            self._lead()
+                leader.start()  # the next standby; meanwhile the other replica takes over
+            self._leader()
         except BaseException as error:
             self.error = error
         finally:
@@ -380,12 +387,22 @@ def churn(
         create_role_by_hand(iam, name, path=path, tags=tags)
     before = {name: role_fingerprint(iam, name) for name in bystanders}
 
-    operator = stack.start_operator(
-        operator_config(cluster, [namespace]),
-        namespaces=[namespace],
-        lease_duration=lease_duration,
+    lease = f"ecsrole-{run}"
+    replicas = [
+        stack.start_operator(
+            operator_config(cluster, [namespace]),
+            namespaces=[namespace],
+            lease_duration=lease_duration,
+            lease_name=lease,
+        )
+        for _ in range(2 if kills else 1)
+    ]
+    wait_for(
+        lambda: any(leads(replica) for replica in replicas),
+        what="a replica holds the lease",
+        timeout=60,
+        interval=0.1,
     )
-    wait_leading(operator)
     mark = stack.proxy.mark()
     injected_before = stack.proxy.counts()
     stack.proxy.set_rates(**(faults or {}))
@@ -405,7 +422,7 @@ def churn(
             spec["maxSessionDuration"] = 7200
         return spec
 
-    killer = Killer(operator, kills, rng, kill_gap)
+    killer = Killer(replicas, kills, rng, kill_gap)
     if kills:
         killer.start()
     for name in names:
@@ -514,7 +531,8 @@ def churn(
         "retained_on_delete": len(deleted & retained),
         "kills": killer.kills if kills else 0,
         "operator_exits_on_its_own": killer.self_exits,
-        "operator_starts": 1 + (killer.kills if kills else 0),
+        "replicas": len(replicas),
+        "operator_starts": len(replicas) + (killer.kills + killer.self_exits if kills else 0),
         "faults": dict(faults or {}),
         "injected": injected,
         "seconds_total": round(converged_at - started, 1),
@@ -545,7 +563,8 @@ def churn(
     wait_for(
         lambda: not stack.api.list(namespace), what="cleanup deletions finish", timeout=timeout
     )
-    operator.stop()
+    for replica in replicas:
+        replica.stop()
     return figures
 
 

@@ -166,9 +166,11 @@ def test_2_sigkills_during_churn_leave_no_orphans_or_stuck_finalizers(
             "2",
             passed,
             scenario="2. random SIGKILLs of the operator during the churn",
-            load=f"{CHURN_SIZE} resources created, all updated, a third deleted",
-            faults=f"{figures['kills']} SIGKILLs at random moments (0-2 s after each restart "
-            f"took the lease; seed {seed})",
+            load=f"{CHURN_SIZE} resources created, all updated, a third deleted; two replicas "
+            "sharing the Lease (the chart's `replicas: 2`)",
+            faults=f"{figures['kills']} SIGKILLs of the leading replica at random moments (0-2 s "
+            "after it took the lease); each killed process restarted as the next standby "
+            f"(seed {seed})",
             outcome=(
                 f"all converged {figures['seconds_to_converge_after_last_fault']} s after the "
                 f"last restart ({figures['seconds_total']} s in all); IAM calls per resource "
