@@ -334,7 +334,8 @@ def test_6_the_operators_iam_policy_is_enough_and_every_action_is_needed(
             EXTRA_SECRETS,
             # e.g. CHAOS_POLICY_ACTIONS=none or =iam:TagRole,iam:GetRole to rerun a few variants
             actions=_policy_actions(),
-            parallel=int(os.environ.get("CHAOS_POLICY_PARALLEL", "4")),
+            # Variants mostly wait (for a step, or for AccessDenied to stay): six share two cores.
+            parallel=int(os.environ.get("CHAOS_POLICY_PARALLEL", "6")),
         )
     for name in created:
         kubectl.delete_namespace_nowait(name)
