@@ -161,31 +161,30 @@ def _operator_access(
     }
 
 
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
-    """A fresh namespace watched by the shared operator."""
-    name = f"{SHARED_NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
+def fresh_namespace(kubectl: Kubectl, prefix: str) -> Iterator[str]:
+    """A namespace named `prefix` + a random suffix for one test; deleted (not waited for) after."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     kubectl.create_namespace(name)
     yield name
     kubectl.delete_namespace_nowait(name)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace watched by the shared operator."""
+    yield from fresh_namespace(kubectl, SHARED_NAMESPACE_PREFIX)
 
 
 @pytest.fixture
 def own_namespace(kubectl: Kubectl) -> Iterator[str]:
     """A fresh namespace that only a test's own operator watches."""
-    name = f"own-{uuid.uuid4().hex[:10]}"
-    kubectl.create_namespace(name)
-    yield name
-    kubectl.delete_namespace_nowait(name)
+    yield from fresh_namespace(kubectl, "own-")
 
 
 @pytest.fixture
 def second_own_namespace(kubectl: Kubectl) -> Iterator[str]:
     """Another such namespace: a second tenant, or a second run beside the first."""
-    name = f"own-b-{uuid.uuid4().hex[:10]}"
-    kubectl.create_namespace(name)
-    yield name
-    kubectl.delete_namespace_nowait(name)
+    yield from fresh_namespace(kubectl, "own-b-")
 
 
 @pytest.fixture(scope="session")

@@ -207,16 +207,15 @@ def lifecycle(
                 if check():
                     done.append(step)
                     return
-                now = time.monotonic()
-                denied_since = (denied_since or now) if denied(resource) else None
-                if denied_since is not None and now - denied_since >= DENIED_FOR:
-                    raise StepFailedError(
-                        f"{step} did not complete: AccessDenied for {DENIED_FOR:.0f}s; {evidence()}"
-                    )
-            except StepFailedError:
-                raise
-            except Exception:  # noqa: S110 - a read that fails is simply not done yet
-                pass
+                denied_now = denied(resource)
+            except Exception:  # a read that fails is simply not done yet
+                denied_now = False
+            now = time.monotonic()
+            denied_since = (denied_since or now) if denied_now else None
+            if denied_since is not None and now - denied_since >= DENIED_FOR:
+                raise StepFailedError(
+                    f"{step} did not complete: AccessDenied for {DENIED_FOR:.0f}s; {evidence()}"
+                )
             time.sleep(0.5)
         raise StepFailedError(f"{step} did not complete in {step_timeout:.0f}s; {evidence()}")
 

@@ -315,7 +315,7 @@ class Killer(threading.Thread):
         self.error: BaseException | None = None
         self.done_at = 0.0
 
-    def _leader(self, timeout: float = 60.0) -> OperatorProcess:
+    def leader(self, timeout: float = 60.0) -> OperatorProcess:
         """The replica holding the Lease; a replica that exited on its own is restarted."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -331,12 +331,12 @@ class Killer(threading.Thread):
     def run(self) -> None:
         try:
             for _ in range(self.count):
-                leader = self._leader()
+                leader = self.leader()
                 time.sleep(self.rng.uniform(0.0, self.max_gap))  # the random moment
                 leader.kill()
                 self.kills += 1
                 leader.start()  # the next standby; meanwhile the other replica takes over
-            self._leader()
+            self.leader()
         except BaseException as error:
             self.error = error
         finally:
@@ -397,12 +397,8 @@ def churn(
         )
         for _ in range(2 if kills else 1)
     ]
-    wait_for(
-        lambda: any(leads(replica) for replica in replicas),
-        what="a replica holds the lease",
-        timeout=60,
-        interval=0.1,
-    )
+    killer = Killer(replicas, kills, rng, kill_gap)
+    killer.leader()
     mark = stack.proxy.mark()
     injected_before = stack.proxy.counts()
     stack.proxy.set_rates(**(faults or {}))
@@ -422,7 +418,6 @@ def churn(
             spec["maxSessionDuration"] = 7200
         return spec
 
-    killer = Killer(replicas, kills, rng, kill_gap)
     if kills:
         killer.start()
     for name in names:

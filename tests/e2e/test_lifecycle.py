@@ -33,6 +33,7 @@ from tests.conftest import (
     SHARED_NAMESPACE_PREFIX,
     UNLISTED_NAMESPACE_ACCOUNT_ID,
     OperatorFactory,
+    fresh_namespace,
 )
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import ACCESS_KEY_ID, DEFAULT_ACCOUNT_ID, SECRET_ACCESS_KEY
@@ -278,10 +279,7 @@ def aws_call_series(metrics_text: str) -> dict[str, float]:
 @pytest.fixture
 def second_namespace(kubectl: Kubectl) -> Iterator[str]:
     """Another fresh namespace watched by the shared operator (another tenant)."""
-    name = f"{SHARED_NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
-    kubectl.create_namespace(name)
-    yield name
-    kubectl.delete_namespace_nowait(name)
+    yield from fresh_namespace(kubectl, SHARED_NAMESPACE_PREFIX)
 
 
 @pytest.fixture
