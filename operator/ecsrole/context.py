@@ -57,6 +57,8 @@ class OperatorContext:
     _in_sync_at: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
     resources: Any = None  # kopf's index of resources by account, set at startup
+    claims: Any = None  # kopf's index of claims by account and role name (core.claims)
+    sweeper: Any = None  # sweeper.Sweeper of the current leadership term (wakes claimants)
     seeds: Any = None  # sweeper.Seeder of the current leadership term
 
     def __copy__(self) -> OperatorContext:

@@ -5,9 +5,13 @@ worker pool and turn its Result into a status patch, Events and a retry. Every d
 from the pure core (desired state, ownership, diff, plan); this module orders the steps and
 makes sure the safety checks come before any call that could write:
 
-    spec parses -> account listed for the namespace -> no older claim on the role
+    spec parses -> account listed for the namespace -> no earlier claim on the role
     -> caller identity is the spec's account -> desired state allowed -> read the role
-    -> create | claim (crash recovery, adoption) | refuse -> diff -> repair or report
+    -> create | the recorded role | claim (crash recovery, adoption) | refuse
+    -> diff -> repair or report
+
+Which claim wins a role name is `core.claims`; whether a role is the resource's own is
+`core.ownership.standing`, the same rule at reconcile and at deletion.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import IamAdapter
 from ecsrole.config import AccountConfig
 from ecsrole.context import OperatorContext
+from ecsrole.core import claims, iam, ownership, plan
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, ownership, plan
 from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
 from ecsrole.core.spec import DeletionPolicy, DriftPolicy, RoleSpec, SpecError, parse_spec
 from ecsrole.status import KEEP_READY, Outcome
@@ -36,9 +40,6 @@ PAUSED_ANNOTATION = "ecsrole.dev/paused"
 ABANDON_ANNOTATION = "ecsrole.dev/abandon"
 # The only annotations the lifecycle reads: the user's switches.
 SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
-# How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
-# the API server and IAM) and still count as created by this resource before a crash.
-CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
 # Strings up to this length are shared between the index's copies: condition types, reasons and
 # messages, account ids, namespaces and one-second timestamps repeat across thousands of objects.
 SHARED_STRING_MAX = 64
@@ -297,10 +298,7 @@ class Reconciler:
 
     def _account(self, resource: Resource, spec: RoleSpec) -> AccountConfig | None:
         """The account's entry when it lists the resource's namespace; else no AWS call at all."""
-        account = self.config.account(spec.account_id)
-        if account is None or not account.allows_namespace(resource.namespace):
-            return None
-        return account
+        return claims.account_for(self.config, resource.namespace, spec.account_id)
 
     def _owner(self, resource: Resource) -> Owner:
         return Owner(
@@ -338,8 +336,7 @@ class Reconciler:
             return _refused(
                 target,
                 "ConflictingResource",
-                f"another EcsExecutionRole already manages role {spec.role_name} in account "
-                f"{spec.account_id}; this one is ignored until that one is deleted",
+                claims.conflict_message(spec.role_name, spec.account_id),
             )
         try:
             return self._reconcile(resource, spec, account, target, observation, retry)
@@ -380,8 +377,25 @@ class Reconciler:
 
         events: list[Event] = []
         adopted: bool | None = None
-        if not (recorded_id and observed.role_id == recorded_id):
-            claim = self._claim(resource, spec, account, observed, owner, identity.arn, target)
+        standing = ownership.standing(
+            observed,
+            owner,
+            str(recorded_id) if recorded_id else None,
+            resource_created=resource.created,
+            path=spec.path,
+        )
+        if standing == ownership.Standing.NOT_THE_RECORDED_ROLE:
+            return _refused(
+                target,
+                "RoleExistsNotOwned",
+                ownership.not_the_recorded_role_message(
+                    observed, str(recorded_id), spec.account_id
+                ),
+            )
+        if standing != ownership.Standing.OWNED:
+            claim = self._claim(
+                resource, spec, account, observed, owner, identity.arn, target, standing
+            )
             if isinstance(claim, Result):
                 return claim
             events.append(claim)
@@ -521,9 +535,10 @@ class Reconciler:
         owner: Owner,
         caller_arn: str,
         target: Target,
+        standing: ownership.Standing,
     ) -> Result | Event:
-        """A role not yet recorded as ours: recover it after a crash, adopt it, or refuse."""
-        if self._created_by_us_before_a_crash(resource, observed, owner, spec.path):
+        """No id recorded yet: the role this object created before a crash, adopt it, or refuse."""
+        if standing == ownership.Standing.CREATED_BEFORE_CRASH:
             return Event("Normal", "Created", f"Recorded IAM role {observed.arn}, created earlier")
         if not spec.adopt:
             return _refused(
@@ -554,20 +569,6 @@ class Reconciler:
             )
         self.context.adapter(account).apply(plan.plan_tag_owner(observed, owner))
         return Event("Normal", "Adopted", f"Adopted IAM role {observed.arn}")
-
-    @staticmethod
-    def _created_by_us_before_a_crash(
-        resource: Resource, observed: ObservedRole, owner: Owner, path: str
-    ) -> bool:
-        """CreateRole, then a crash before status.roleId was written: the role carries this
-        object's ownership tags (its uid among them), sits at the spec's path, and is no older
-        than the object. Anything else with those tags was not created for this object."""
-        if observed.path != path or not ownership.ownership_tags_match(observed, owner):
-            return False
-        created = observed.create_date
-        if resource.created is None or not isinstance(created, datetime.datetime):
-            return False
-        return created >= resource.created - CREATE_CLOCK_SKEW
 
     # -- deletion ------------------------------------------------------------------------
 
@@ -636,8 +637,8 @@ class Reconciler:
         target: Target,
         retry: int,
     ) -> Result:
-        """Delete or release an owned role. Without a recorded id, only a role this object
-        created just before a crash (see `_created_by_us_before_a_crash`) is its own."""
+        """Delete or release an owned role (`ownership.standing`: the recorded id, or without
+        one only a role this object created just before a crash); never touch the rest."""
         deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
         identity = self.context.caller_identity(account)
         if identity.account_id != spec.account_id and not recorded_id:
@@ -653,10 +654,11 @@ class Reconciler:
         adapter = self.context.adapter(account)
         observed = adapter.read_role(spec.role_name, with_instance_profiles=True)
         owner = self._owner(resource)
-        owned = observed is not None and (
-            ownership.is_owned(observed, owner, recorded_id)
-            if recorded_id
-            else self._created_by_us_before_a_crash(resource, observed, owner, spec.path)
+        owned = (
+            observed is not None
+            and ownership.standing(
+                observed, owner, recorded_id, resource_created=resource.created, path=spec.path
+            ).is_ours
         )
         if observed is None or not owned:
             return Result(
