@@ -214,7 +214,9 @@ async def reconcile(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-async def claims_changed(*, type: str | None, spec: kopf.Spec, memo: OperatorContext, **_: Any) -> None:
+async def claims_changed(
+    *, type: str | None, spec: kopf.Spec, memo: OperatorContext, **_: Any
+) -> None:
     """A claim on this role appeared, changed or went: let the sweeper wake the next claimant.
 
     kopf updates its indices before event handlers run, so a DELETED event already sees the
