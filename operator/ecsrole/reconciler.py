@@ -40,6 +40,9 @@ PAUSED_ANNOTATION = "ecsrole.dev/paused"
 ABANDON_ANNOTATION = "ecsrole.dev/abandon"
 # The only annotations the lifecycle reads: the user's switches.
 SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
+# A recorded role found gone under Enforce: the record is dropped first, and the role is created
+# anew this long after (see `Reconciler._role_absent`).
+RECREATE_AFTER_SECONDS = 1.0
 # Strings up to this length are shared between the index's copies: condition types, reasons and
 # messages, account ids, namespaces and one-second timestamps repeat across thousands of objects.
 SHARED_STRING_MAX = 64
@@ -373,7 +376,7 @@ class Reconciler:
         detection = _Detection.start(self.context, resource, observation, bool(recorded_id))
 
         if observed is None:
-            return self._role_absent(spec, desired, adapter, target, detection, paused)
+            return self._role_absent(resource, spec, desired, adapter, target, detection, paused)
 
         events: list[Event] = []
         adopted: bool | None = None
@@ -478,6 +481,7 @@ class Reconciler:
 
     def _role_absent(
         self,
+        resource: Resource,
         spec: RoleSpec,
         desired: DesiredRole,
         adapter: IamAdapter,
@@ -485,7 +489,14 @@ class Reconciler:
         detection: _Detection,
         paused: bool,
     ) -> Result:
-        """Create the role; or, when it existed before and may not be recreated, report it."""
+        """Create the role; or, when it existed before and may not be recreated, report it.
+
+        A recorded role that is gone is re-created in two steps: first its record is dropped
+        (status.roleId cleared, RoleMissing), then, on the retry, the role is created and its new
+        id recorded. A crash right after that CreateRole then leaves a role the crash-recovery
+        claim recognises (no id recorded, this object's tags, newer than the object); with the
+        old id still recorded it could not be told from an impostor carrying copied tags.
+        """
         was_created = detection.had_role
         missing = (Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM"),)
         detected = detection.new_drift(missing) if was_created else ()
@@ -508,22 +519,39 @@ class Reconciler:
                 ),
                 target=target,
             )
+        if was_created:
+            return Result(
+                outcome=Outcome(
+                    ready_reason="RoleMissing",
+                    ready_message=f"{missing[0].message}; it is created anew",
+                    drifts=missing,
+                    in_progress=True,
+                    extra={"roleId": None},
+                ),
+                target=target,
+                events=detection.events(detected, repaired=()),
+                retry_after=RECREATE_AFTER_SECONDS,
+                done=False,
+                **detection.fields(detected),
+            )
+        recreating = any(
+            d.get("aspect") == Aspect.RoleMissing.value for d in resource.status.get("drift") or ()
+        )
         created = adapter.apply(plan.plan_create(desired))
         if created is None:  # pragma: no cover - plan_create always starts with CreateRole
             raise RuntimeError("CreateRole returned no role")
         self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect))
-        reason = "Recreated" if was_created else "Created"
+        reason = "Recreated" if recreating else "Created"
+        events = [Event("Normal", reason, f"{reason} IAM role {created['Arn']}")]
+        if recreating:
+            events.append(Event("Normal", "DriftRepaired", "Put back RoleMissing"))
         return Result(
             outcome=Outcome(
                 arn=created["Arn"], role_id=created["RoleId"], extra={"adopted": False}
             ),
             target=target,
-            events=(
-                Event("Normal", reason, f"{reason} IAM role {created['Arn']}"),
-                *detection.events(detected, repaired=(Aspect.RoleMissing,)),
-            ),
-            remediated=(Aspect.RoleMissing,) if detected else (),
-            **detection.fields(detected),
+            events=tuple(events),
+            remediated=(Aspect.RoleMissing,) if recreating else (),
         )
 
     def _claim(

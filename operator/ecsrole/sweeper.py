@@ -18,9 +18,11 @@ meanwhile, the resume handlers reconcile every object on the next start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from ecsrole import logs, metrics, report
 from ecsrole.aws.errors import AwsCallError
@@ -201,6 +203,10 @@ class Sweeper:
                     )
                 )
                 await self._report(result, latest)
+                if not result.done and result.outcome.extra.get("roleId", "") is None:
+                    # The record of a vanished role was dropped: no longer sweepable, so the
+                    # re-creation is followed up here (kopf retries it on the handler path).
+                    self._follow_up(account_id, latest.uid, result.retry_after or 1.0)
 
     def claims_changed(self, key: tuple[str, str]) -> None:
         """The claims on `key` changed: wake their winner when it still waits (event loop side).
@@ -208,23 +214,49 @@ class Sweeper:
         Cheap when nobody waits (an index lookup), so it is called on every watch event.
         """
         successor = claims.to_wake(self._claims(key))
-        if successor is None or successor.uid in self._waking:
-            return
-        task = asyncio.create_task(self._wake(successor), name=f"claim-{successor.uid}")
-        self._waking[successor.uid] = task
-        task.add_done_callback(lambda _: self._waking.pop(successor.uid, None))
+        if successor is not None and successor.uid not in self._waking:
+            self._start(successor.uid, self._wake(successor))
+
+    def _start(self, uid: str, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"follow-up-{uid}")
+        self._waking[uid] = task
+        task.add_done_callback(lambda _: self._waking.pop(uid, None))
 
     async def _wake(self, successor: claims.Claim) -> None:
         """Reconcile the new winner; retried with the reconcile's backoff until it is done."""
+        try:
+            result = await self.take_over(successor)
+        except Exception:
+            log.exception("taking over a claim crashed", account_id=successor.account_id)
+            return
+        if result is not None and not result.done:
+            await self._retry(successor.account_id, successor.uid, result.retry_after or 30.0)
+
+    def _follow_up(self, account_id: str, uid: str, delay: float) -> None:
+        if uid not in self._waking:
+            self._start(uid, self._retry(account_id, uid, delay))
+
+    async def _retry(self, account_id: str, uid: str, delay: float) -> None:
+        """Reconcile a resource no sweep covers (not recorded) until done, with its backoff."""
         while True:
-            try:
-                result = await self.take_over(successor)
-            except Exception:
-                log.exception("taking over a claim crashed", account_id=successor.account_id)
+            await asyncio.sleep(delay)
+            async with self.context.lock_for(uid):
+                latest = self._latest(account_id, uid)
+                if latest is None or latest.deleting:
+                    return
+                conflicting = self._conflicting(latest)
+                work = functools.partial(
+                    Reconciler(self.context).reconcile, latest, conflicting=conflicting
+                )
+                try:
+                    result = await self.context.in_worker(work)
+                except Exception:
+                    log.exception("a follow-up reconcile crashed", account_id=account_id)
+                    return
+                await self._report(result, latest)
+            if result.done:
                 return
-            if result is None or result.done:
-                return
-            await asyncio.sleep(result.retry_after or 30.0)
+            delay = result.retry_after or 30.0
 
     async def take_over(self, successor: claims.Claim) -> Result | None:
         """One attempt: reconcile `successor` if it still wins and waits; None when it does not."""
