@@ -110,7 +110,7 @@ MAX_ROUNDS = 8  # rounds of "handle everything pending, sweep every account" to 
 
 #: `make test`: the same sequences every run (derandomized, no example database).
 DEFAULT_PROFILE = settings(
-    max_examples=500,
+    max_examples=400,
     stateful_step_count=50,
     derandomize=True,
     database=None,
