@@ -366,6 +366,7 @@ class ClaimsModel(RuleBasedStateMachine):
         self.seen_tags: list[dict[str, str]] = []  # ownership tag sets the adversary has read
         self.writers: dict[str, int] = {}  # uid -> AWS writes during the current operator step
         self.steps_since_fixpoint = 0
+        self.calls_by: dict[str, int] = {}  # uid -> AWS calls in the current fixpoint round
         self.history: list[str] = []  # what happened, for the message of a failed invariant
         self.loop = asyncio.new_event_loop()  # one per sequence: asyncio.run per step is slow
         self.start_operator()
@@ -405,6 +406,7 @@ class ClaimsModel(RuleBasedStateMachine):
         actor = self.actor()
         if actor is None:
             return
+        self.calls_by[actor.uid] = self.calls_by.get(actor.uid, 0) + 1
         assert actor.spec["accountId"] == account_id, (actor, operation)
         # A namespace not allowed for the account causes no AWS call for it, reads included.
         assert actor.allowed, f"{operation} for {actor.namespace}/{actor.name}, not allowed"
@@ -649,6 +651,7 @@ class ClaimsModel(RuleBasedStateMachine):
         TOTALS.fixpoints += 1
         self.steps_since_fixpoint = 0
         for _ in range(MAX_ROUNDS):
+            self.calls_by = {}
             before = self.state()
             for obj in self.pending():
                 if obj.uid in self.objects:
@@ -658,6 +661,11 @@ class ClaimsModel(RuleBasedStateMachine):
                 break
         else:
             raise AssertionError("the operator did not reach a fixpoint")
+        # At rest (a round that changed nothing, so wrote nothing to Kubernetes or AWS), a
+        # conflict costs no AWS call either: losers are neither retried nor swept.
+        for obj in self.objects.values():
+            if _condition(obj, "Ready").get("reason") == claims.CONFLICTING:
+                assert not self.calls_by.get(obj.uid), (obj.uid, self.calls_by)
         self.check_at_fixpoint()
 
     def check_at_fixpoint(self) -> None:
