@@ -124,7 +124,7 @@ def test_the_loser_of_a_conflict_proceeds_by_itself_once_the_winner_is_deleted(
     delete_resource(kubectl, own_namespace, "winner")
     wait_gone(kubectl, own_namespace, "winner")
     loser = wait_ready(kubectl, second_own_namespace, "loser", timeout=60)
-    state = role_state(iam, role_name)
+    state = role_state(iam, role_name.upper())  # moto, unlike IAM, keeps names case-sensitive
     assert state is not None
     assert state["role_id"] == loser["status"]["roleId"] != first_id
     assert state["tags"] == expected_ownership(
