@@ -119,7 +119,7 @@ DEFAULT_PROFILE = settings(
 )
 #: `make chaos`: fresh random sequences, more and longer.
 DEEP_PROFILE = settings(
-    max_examples=6000,
+    max_examples=1500,
     stateful_step_count=100,
     derandomize=False,
     database=None,
