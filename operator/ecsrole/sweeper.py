@@ -264,6 +264,8 @@ class Sweeper:
             latest = self._latest(successor.account_id, successor.uid)
             if latest is None or latest.deleting:
                 return None
+            if latest.status.get("observedGeneration") != latest.generation:
+                return None  # a spec change is pending: kopf's own handler is about to run
             current = claims.to_wake(self._claims(successor.key))
             if current is None or current.uid != successor.uid:
                 return None
