@@ -11,13 +11,13 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
 
+from ecsrole import crdgate, logs, metrics, report
 from ecsrole import health as health_module
-from ecsrole import logs, metrics, report
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
 from ecsrole.kube import KubeClient, session_for
@@ -240,6 +240,12 @@ async def delete(
         )
 
 
+def _on_signals(callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, callback)
+
+
 async def run_operator(
     context: OperatorContext,
     *,
@@ -255,9 +261,7 @@ async def run_operator(
     kube = KubeClient(lambda: _connection_info(kopf.OperatorSettings()))
     elector = LeaderElector(kube, lease) if lease is not None else None
     stop = asyncio.Event()  # a signal while standing by
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    _on_signals(stop.set)
     health = await health_module.serve(
         *health_address, lambda: elector.is_leader if elector is not None else True
     )
@@ -306,15 +310,26 @@ async def _lead(
             asyncio.get_running_loop(),
         )
         consumer.start()
+    # A signal while no kopf runs (waiting for the CRD) stops everything; kopf, while it runs,
+    # installs handlers of its own and stops by itself, which ends the gate.
+    _on_signals(working.set)
+
+    async def serve(until: asyncio.Event) -> None:
+        try:
+            await kopf.operator(
+                registry=registry,
+                memo=context,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                stop_flag=until,
+            )
+        finally:
+            context.resources = None  # that run's index is no longer kept up to date
+            _on_signals(working.set)
+
     try:
-        await kopf.operator(
-            registry=registry,
-            memo=context,
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            stop_flag=working,
-        )
+        await crdgate.CrdGate(crdgate.KubeCrdProbe(kube)).run(serve, working)
     finally:
         if consumer is not None:
             consumer.stop()
