@@ -39,15 +39,18 @@ class CrdState:
     uid: str | None  # None: not installed
     established: bool = False
     served: bool = False  # discovery lists the resource, so kopf's scan will find it
+    terminating: bool = False  # being deleted: its objects go first, finalizers permitting
 
     @property
     def ready(self) -> bool:
-        return self.uid is not None and self.established and self.served
+        return self.uid is not None and self.established and self.served and not self.terminating
 
     def missing(self) -> str:
         """Why it cannot be served yet, in words for the log."""
         if self.uid is None:
             return "not installed"
+        if self.terminating:
+            return "being deleted"
         if not self.established:
             return "not established yet"
         return "not yet published in API discovery"
@@ -80,6 +83,11 @@ class KubeCrdProbe:
             c.get("type") == "Established" and c.get("status") == "True" for c in conditions
         )
         uid = str(crd.get("metadata", {}).get("uid", "")) or None
+        terminating = bool(crd.get("metadata", {}).get("deletionTimestamp")) or any(
+            c.get("type") == "Terminating" and c.get("status") == "True" for c in conditions
+        )
+        if terminating:
+            return CrdState(uid=uid, established=established, terminating=True)
         if not established:
             return CrdState(uid=uid)
         status, body = await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}")
@@ -96,13 +104,17 @@ def _message(body: Any) -> str:
 
 
 Serve = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+Finalize = Callable[[], Coroutine[Any, Any, None]]
 
 
 class CrdGate:
     """Runs `serve(until)` while the CRD is served; `until` is set when it goes or is replaced.
 
     `serve` is kopf's run (handlers.py); it returns once `until` is set, or by itself (a signal,
-    a fatal error), which ends the gate too.
+    a fatal error), which ends the gate too. While the CRD is terminating, `finalize` runs at
+    every look: kopf stops serving a resource that discovery lists without the patch verb, as
+    it does for a terminating CRD, yet the API server removes the CRD only once every object's
+    finalizer is gone, so the operator finishes those deletions itself.
     """
 
     def __init__(
@@ -121,18 +133,22 @@ class CrdGate:
         self.waiting_log_every = waiting_log_every
         self.serving_runs = 0  # how many times serving started (tests and logs)
 
-    async def run(self, serve: Serve, stop: asyncio.Event) -> None:
+    async def run(
+        self, serve: Serve, stop: asyncio.Event, finalize: Finalize | None = None
+    ) -> None:
         """Until `stop` is set: wait for the CRD, serve it, and start over when it is gone."""
         while not stop.is_set():
-            ready = await self._wait_until_served(stop)
+            ready = await self._wait_until_served(stop, finalize)
             if ready is None:
                 return
             self.serving_runs += 1
             log.info("serving EcsExecutionRoles", crd=CRD_NAME, crd_uid=ready.uid)
-            if not await self._serve_while_installed(serve, ready, stop):
+            if not await self._serve_while_installed(serve, ready, stop, finalize):
                 return
 
-    async def _wait_until_served(self, stop: asyncio.Event) -> CrdState | None:
+    async def _wait_until_served(
+        self, stop: asyncio.Event, finalize: Finalize | None
+    ) -> CrdState | None:
         logged_at: float | None = None
         while not stop.is_set():
             try:
@@ -142,6 +158,8 @@ class CrdGate:
                 state, reason = CrdState(uid=None), f"cannot be read ({error})"
             if state.ready:
                 return state
+            if state.terminating and finalize is not None:
+                await finalize()  # a CRD deleted while the operator was down or starting
             now = self.clock()
             if logged_at is None or now - logged_at >= self.waiting_log_every:
                 log.warning(
@@ -154,7 +172,7 @@ class CrdGate:
         return None
 
     async def _serve_while_installed(
-        self, serve: Serve, ready: CrdState, stop: asyncio.Event
+        self, serve: Serve, ready: CrdState, stop: asyncio.Event, finalize: Finalize | None
     ) -> bool:
         """True when serving stopped because the CRD went away (so wait for it again)."""
         until = asyncio.Event()
@@ -172,8 +190,9 @@ class CrdGate:
                     now = await self.probe.state()
                 except KubeError:
                     continue  # the API server is briefly away: keep serving
-                # Keep serving while the same CRD exists, Terminating included: kopf must remove
-                # its finalizers from the objects being deleted, or the CRD never goes away.
+                if now.uid == ready.uid and now.terminating and finalize is not None:
+                    await finalize()
+                # Keep kopf running while the same CRD exists, Terminating included.
                 if now.uid != ready.uid:
                     gone = True
                     log.warning(

@@ -18,6 +18,7 @@ RECREATED = CrdState(uid="uid-2", established=True, served=True)
 ABSENT = CrdState(uid=None)
 NOT_ESTABLISHED = CrdState(uid="uid-1")
 NOT_IN_DISCOVERY = CrdState(uid="uid-1", established=True, served=False)
+TERMINATING = CrdState(uid="uid-1", established=True, terminating=True)
 
 
 class ScriptedProbe:
@@ -136,8 +137,7 @@ def test_a_crd_replaced_between_two_looks_restarts_serving() -> None:
     assert any("was re-created" in str(line["event"]) for line in logs)
 
 
-def test_a_terminating_crd_keeps_being_served_so_finalizers_can_be_removed() -> None:
-    # Same uid, still established: objects are being deleted and need their finalizers removed.
+def test_the_same_crd_keeps_being_served_without_restarts() -> None:
     probe = ScriptedProbe([READY] * 20)
     kopf = Kopf()
     stop = asyncio.Event()
@@ -207,3 +207,31 @@ def test_a_crash_in_kopf_ends_the_operator_rather_than_serving_nothing() -> None
 
     with pytest.raises(RuntimeError, match="kopf crashed"):
         asyncio.run(run_until(gate(probe), Kopf(fail=True)))
+
+
+def test_a_terminating_crd_gets_its_deletions_finished_at_every_look_then_is_waited_for() -> None:
+    probe = ScriptedProbe([READY, TERMINATING, TERMINATING, ABSENT, READY])
+    kopf = Kopf(stop_after=2)
+    passes: list[int] = []
+
+    async def finalize() -> None:
+        passes.append(kopf.runs)
+
+    asyncio.run(asyncio.wait_for(gate(probe).run(kopf, asyncio.Event(), finalize), timeout=10))
+
+    assert passes == [1, 1]  # while the first run's CRD terminated, and only then
+    assert kopf.runs == 2  # served again once it came back
+
+
+def test_a_crd_found_terminating_at_start_is_finalized_and_not_served() -> None:
+    probe = ScriptedProbe([TERMINATING, TERMINATING, ABSENT, READY])
+    kopf = Kopf(stop_after=1)
+    passes: list[int] = []
+
+    async def finalize() -> None:
+        passes.append(kopf.runs)
+
+    asyncio.run(asyncio.wait_for(gate(probe).run(kopf, asyncio.Event(), finalize), timeout=10))
+
+    assert passes == [0, 0]
+    assert kopf.runs == 1
