@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ecsrole.aws.clients import AccountAccess, ClientFactory
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
-from ecsrole.config import AccountConfig, OperatorConfig
+from ecsrole.core.config import AccountConfig, OperatorConfig
 from ecsrole.core.model import Aspect
 
 T = TypeVar("T")

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 
 from ecsrole import logs, metrics, report
 from ecsrole.aws.errors import AwsCallError
-from ecsrole.config import AccountConfig
 from ecsrole.context import OperatorContext
 from ecsrole.core import cloudtrail
 from ecsrole.core.cloudtrail import RoleChange
+from ecsrole.core.config import AccountConfig
 from ecsrole.core.model import ObservedRole
 from ecsrole.kube import KubeClient, KubeError
 from ecsrole.reconciler import Event, Observation, Reconciler, Resource, Result

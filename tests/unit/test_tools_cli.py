@@ -293,7 +293,7 @@ def test_the_command_module_imports_neither_kopf_nor_boto() -> None:
 
 def test_diff_and_import_never_import_kopf() -> None:
     code = (
-        "import sys; from ecsrole.tools import diff, importer, readonly; "
+        "import sys; from ecsrole.tools import diff, importer; from ecsrole.aws import readonly; "
         "print('kopf' in sys.modules)"
     )
     result = subprocess.run(

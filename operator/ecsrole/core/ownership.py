@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ecsrole import config
-from ecsrole.core import desired, iam, model, policy
+from ecsrole.core import config, desired, iam, model, policy
 
 #: Role names AWS or AWS Organizations create for their own use, compared case-insensitively.
 PROTECTED_ROLE_NAMES = ("OrganizationAccountAccessRole",)

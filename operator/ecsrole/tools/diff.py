@@ -31,13 +31,15 @@ from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
 from ecsrole import config as config_module
+from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
 from ecsrole.aws.iam import CallerIdentity
+from ecsrole.core import config as config_model
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
 from ecsrole.core import iam, model, ownership, plan, policy
 from ecsrole.core.spec import DriftPolicy, RoleSpec, SpecError, parse_spec
-from ecsrole.tools import manifests, readonly
+from ecsrole.tools import manifests
 
 API_VERSION = "ecsrole.dev/diff/v1"
 KIND = "DiffReport"
@@ -104,8 +106,8 @@ _CREDENTIAL_ERROR_CODES = frozenset({"NoCredentialsError", "PartialCredentialsEr
 def evaluate_all(
     items: Sequence[manifests.Manifest],
     *,
-    config: config_module.OperatorConfig,
-    reader: Callable[[config_module.AccountConfig], RoleReader],
+    config: config_model.OperatorConfig,
+    reader: Callable[[config_model.AccountConfig], RoleReader],
 ) -> list[RoleDiff]:
     """Judge every manifest in order; a later manifest claiming an earlier one's role conflicts."""
     claims: dict[tuple[str, str], manifests.Manifest] = {}
@@ -143,8 +145,8 @@ def _target(item: manifests.Manifest) -> dict[str, Any]:
 
 def _evaluate(
     item: manifests.Manifest,
-    config: config_module.OperatorConfig,
-    reader_for: Callable[[config_module.AccountConfig], RoleReader],
+    config: config_model.OperatorConfig,
+    reader_for: Callable[[config_model.AccountConfig], RoleReader],
     claims: dict[tuple[str, str], manifests.Manifest],
     identities: dict[str, CallerIdentity],
 ) -> RoleDiff:
@@ -301,7 +303,7 @@ def _evaluate(
 
 def _desired(
     spec: RoleSpec,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     item: manifests.Manifest,
     identity: CallerIdentity,
     owner: model.Owner,

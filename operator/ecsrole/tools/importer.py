@@ -35,11 +35,12 @@ from typing import Any, TextIO
 import yaml
 
 from ecsrole import config as config_module
+from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
+from ecsrole.core import config as config_model
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
 from ecsrole.core import iam, model, ownership, policy, spec
-from ecsrole.tools import readonly
 
 API_VERSION = "iam.ecsrole.dev/v1alpha1"
 KIND = "EcsExecutionRole"
@@ -342,8 +343,8 @@ def _tags_after_adoption(observed: model.ObservedRole, owner: model.Owner) -> di
 
 
 def _judging_account(
-    account: config_module.AccountConfig, namespace: str, *, configured: bool
-) -> config_module.AccountConfig:
+    account: config_model.AccountConfig, namespace: str, *, configured: bool
+) -> config_model.AccountConfig:
     """The account the spec is judged with: the real one, minus what a manifest cannot fix.
 
     The namespace and allowAdoption become warnings (the platform team decides). With a real
@@ -364,7 +365,7 @@ def render_role(
     *,
     name: str,
     namespace: str,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     partition: str,
     cluster_name: str,
     configured: bool,
@@ -466,7 +467,7 @@ def import_roles(
     roles: Iterable[model.ObservedRole],
     *,
     namespace: str,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     partition: str,
     cluster_name: str,
     configured: bool,
@@ -579,7 +580,7 @@ def _region() -> str:
     return (
         os.environ.get("AWS_REGION")
         or os.environ.get("AWS_DEFAULT_REGION")
-        or config_module.DEFAULT_REGION
+        or config_model.DEFAULT_REGION
     )
 
 
@@ -596,7 +597,7 @@ def run(
 
     if not iam.is_account_id(options.account_id):
         return fail(f"--account {options.account_id!r}: must be exactly 12 digits")
-    loaded: config_module.OperatorConfig | None = None
+    loaded: config_model.OperatorConfig | None = None
     if options.config_path is not None:
         try:
             loaded = config_module.load_config(options.config_path)
@@ -613,7 +614,7 @@ def run(
                 f"{options.config_path} (accounts: {known})"
             )
     else:
-        account = config_module.AccountConfig(account_id=options.account_id)
+        account = config_model.AccountConfig(account_id=options.account_id)
     prefix = options.path_prefix if options.path_prefix is not None else account.role_path_prefix
     if (problem := iam.path_problem(prefix)) is not None:
         return fail(f"--path-prefix {prefix!r}: {problem}")
@@ -685,7 +686,7 @@ def _write(result: ImportResult, options: ImportOptions, *, stdout: TextIO, stde
 def _summarise(
     result: ImportResult,
     options: ImportOptions,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     configured: bool,
     prefix: str,
     stderr: TextIO,

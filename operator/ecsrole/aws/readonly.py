@@ -25,7 +25,7 @@ from botocore.exceptions import (
 from ecsrole.aws.clients import AccountAccess, AccountClients, ClientFactory
 from ecsrole.aws.errors import AwsCallError, FailureKind, classify
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
-from ecsrole.config import AccountConfig
+from ecsrole.core.config import AccountConfig
 from ecsrole.core.model import ObservedRole
 
 READ_PREFIXES = ("Get", "List")
