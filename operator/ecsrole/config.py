@@ -33,10 +33,7 @@ import yaml.constructor
 import yaml.nodes
 
 from ecsrole.core import config as model
-from ecsrole.core import iam
-
-#: Role paths AWS reserves for its own roles (service-linked roles, IAM Identity Center).
-RESERVED_PATH_PREFIXES = ("/aws-service-role/", "/aws-reserved/")
+from ecsrole.core import constants, iam
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]+")
@@ -412,7 +409,7 @@ def _account(
         prefix = "/"
     elif (problem := iam.path_problem(prefix)) is not None:
         problems.add(at("rolePathPrefix"), problem)
-    elif prefix.startswith(RESERVED_PATH_PREFIXES):
+    elif prefix.startswith(constants.RESERVED_PATH_PREFIXES):
         problems.add(at("rolePathPrefix"), f"{prefix} is reserved for roles AWS creates itself")
 
     boundary = _optional_str(
@@ -488,7 +485,7 @@ def _ignored_tag_key_problem(key: str) -> str | None:
     problem = iam.tag_key_problem(key)
     if problem is not None:
         return problem
-    if key.lower().startswith("ecsrole.dev/"):
+    if key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX):
         return f"{key!r} is an ownership tag key and cannot be ignored"
     return None
 

@@ -20,13 +20,12 @@ from ecsrole import crdgate, logs, metrics, report
 from ecsrole import health as health_module
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
+from ecsrole.core.constants import GROUP, PLURAL, PREFIX, VERSION
 from ecsrole.kube import KubeClient, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
 from ecsrole.sweeper import Seeder, Sweeper
 
-GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
-PREFIX = "ecsrole.dev"
 FINALIZER = f"{PREFIX}/finalizer"
 
 

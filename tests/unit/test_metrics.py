@@ -18,10 +18,9 @@ from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import CallerIdentity
 from ecsrole.context import OperatorContext
 from ecsrole.core.config import AccountConfig, OperatorConfig
+from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
 from ecsrole.core.model import Aspect, ObservedRole, Operation
 from ecsrole.reconciler import (
-    ABANDON_ANNOTATION,
-    PAUSED_ANNOTATION,
     Observation,
     Reconciler,
     Resource,

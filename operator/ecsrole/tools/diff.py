@@ -35,15 +35,14 @@ from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
 from ecsrole.aws.iam import CallerIdentity
 from ecsrole.core import config as config_model
+from ecsrole.core import constants, iam, model, ownership, plan, policy
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, model, ownership, plan, policy
 from ecsrole.core.spec import DriftPolicy, RoleSpec, SpecError, parse_spec
 from ecsrole.tools import manifests
 
 API_VERSION = "ecsrole.dev/diff/v1"
 KIND = "DiffReport"
-PAUSED_ANNOTATION = "ecsrole.dev/paused"  # reconciler.PAUSED_ANNOTATION (kept kopf-free here)
 #: Stands in for the uid Kubernetes assigns when the manifest is applied (ecsrole.dev/uid).
 UID_PLACEHOLDER = "<uid of the applied resource>"
 
@@ -208,7 +207,7 @@ def _evaluate(
     desired = _desired(spec, account, item, identity, owner)
     if isinstance(desired, model.Refusal):
         return refused(desired.reason, desired.message)
-    paused = str(item.annotations.get(PAUSED_ANNOTATION, "")).lower() == "true"
+    paused = str(item.annotations.get(constants.PAUSED_ANNOTATION, "")).lower() == "true"
     observed = reader.read_role(spec.role_name)
     ignored = account.ignored_tag_keys
     start = dataclasses.replace(start, arn=observed.arn if observed is not None else desired.arn)
@@ -218,14 +217,14 @@ def _evaluate(
         if paused:
             return result(
                 Outcome.Paused,
-                message=f"{PAUSED_ANNOTATION} is set: the role is not created",
+                message=f"{constants.PAUSED_ANNOTATION} is set: the role is not created",
                 drifts=drifts,
             )
         return result(Outcome.Create, drifts=drifts, operations=plan.plan_create(desired))
 
     if ownership.ownership_tags_match_without_uid(observed, owner):
         # The role is this manifest's; keep the uid it carries, which a manifest cannot know.
-        uid = observed.tags.get(model.TAG_UID, UID_PLACEHOLDER)
+        uid = observed.tags.get(constants.TAG_UID, UID_PLACEHOLDER)
         owner = dataclasses.replace(owner, uid=uid)
         desired = _desired(spec, account, item, identity, owner)
         if isinstance(desired, model.Refusal):  # pragma: no cover - the uid decides no refusal
@@ -234,7 +233,7 @@ def _evaluate(
         if paused:
             return result(
                 Outcome.Paused,
-                message=f"{PAUSED_ANNOTATION} is set: no AWS writes"
+                message=f"{constants.PAUSED_ANNOTATION} is set: no AWS writes"
                 + ("; the role differs from the spec" if drifts else ""),
                 drifts=drifts,
             )
@@ -276,7 +275,7 @@ def _evaluate(
     if paused:
         return result(
             Outcome.Paused,
-            message=f"{PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
+            message=f"{constants.PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
         )
     tagging = plan.plan_tag_owner(observed, owner)
     # Judge the rest against the role as it is once adopted, so the ownership tags the adoption

@@ -38,12 +38,10 @@ from ecsrole import config as config_module
 from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
 from ecsrole.core import config as config_model
+from ecsrole.core import constants, iam, model, ownership, policy, spec
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, model, ownership, policy, spec
 
-API_VERSION = "iam.ecsrole.dev/v1alpha1"
-KIND = "EcsExecutionRole"
 #: Stands in for the uid of the applied resource when judging the role "as once adopted".
 _UID = "<uid>"
 _MAX_NAME = 63
@@ -336,7 +334,7 @@ def _tags_after_adoption(observed: model.ObservedRole, owner: model.Owner) -> di
     tags = {
         key: value
         for key, value in observed.tags.items()
-        if not key.lower().startswith(model.OWNERSHIP_TAG_PREFIX)
+        if not key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX)
     }
     tags.update(owner.tags())
     return tags
@@ -423,8 +421,8 @@ def render_role(
         if isinstance(verdict, model.Refusal):
             warnings.append(f"the operator will refuse it: {verdict.reason}: {verdict.message}")
     manifest = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec_dict,
     }
@@ -491,8 +489,8 @@ def import_roles(
             claimed = ", ".join(
                 f"{key}={value}"
                 for key, value in sorted(observed.tags.items())
-                if key.lower().startswith(model.OWNERSHIP_TAG_PREFIX)
-                and key.lower() != model.TAG_UID
+                if key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX)
+                and key.lower() != constants.TAG_UID
             )
             skipped.append(
                 Skipped(
