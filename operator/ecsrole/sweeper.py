@@ -230,11 +230,11 @@ class Seeder:
 
     def __init__(self, context: OperatorContext) -> None:
         self.context = context
-        self.started = time.monotonic()
+        self.started = context.clock()
         self._reads: dict[str, asyncio.Future[dict[str, ObservedRole]]] = {}
 
     async def observation(self, resource: Resource) -> Observation | None:
-        if time.monotonic() - self.started > SEED_SECONDS:
+        if self.context.clock() - self.started > SEED_SECONDS:
             self._reads.clear()  # every role of every account: not kept for the whole term
             return None
         if not sweepable(resource):
