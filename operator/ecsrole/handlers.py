@@ -84,7 +84,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     # Events are posted by a few workers, not one per object. A worker lingers idle for its
     # object before its slot frees; kopf's 1 s made 8 workers post 8 Events a second, so the
     # Events of 1,000 creations trickled out for minutes.
