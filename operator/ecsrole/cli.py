@@ -17,9 +17,9 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 import click.core
@@ -35,6 +35,8 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: A lease shorter than this leaves no room between renew deadline and retry period.
 MIN_LEASE_DURATION = 1.0
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class EnvOption(click.Option):
@@ -106,6 +108,18 @@ def _in_cluster_namespace() -> str:
         return "default"
 
 
+def _address_option(flag: str, envvar: str, port: int, endpoint: str) -> Callable[[F], F]:
+    return click.option(
+        flag,
+        cls=EnvOption,
+        envvar=envvar,
+        type=Address(),
+        default=f"0.0.0.0:{port}",  # every interface: in-cluster default, like any exporter
+        show_default=True,
+        help=f"HOST:PORT of {endpoint} endpoint.",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ecsrole", message="%(prog)s %(version)s")
 def ecsrole() -> None:
@@ -122,24 +136,8 @@ def ecsrole() -> None:
     show_default=True,
     help="Operator configuration file.",
 )
-@click.option(
-    "--metrics-address",
-    cls=EnvOption,
-    envvar="ECSROLE_METRICS_ADDRESS",
-    type=Address(),
-    default="0.0.0.0:8080",
-    show_default=True,
-    help="HOST:PORT of the Prometheus /metrics endpoint.",
-)
-@click.option(
-    "--health-address",
-    cls=EnvOption,
-    envvar="ECSROLE_HEALTH_ADDRESS",
-    type=Address(),
-    default="0.0.0.0:8081",
-    show_default=True,
-    help="HOST:PORT of the liveness endpoint /healthz.",
-)
+@_address_option("--metrics-address", "ECSROLE_METRICS_ADDRESS", 8080, "the Prometheus /metrics")
+@_address_option("--health-address", "ECSROLE_HEALTH_ADDRESS", 8081, "the liveness /healthz")
 @click.option(
     "--log-format",
     cls=EnvOption,

@@ -17,19 +17,12 @@ from ecsrole.aws.clients import AccountAccess, AccountClients
 from ecsrole.context import IDENTITY_TTL_SECONDS, OperatorContext
 from ecsrole.core.config import AccountConfig, OperatorConfig
 from ecsrole.core.model import Aspect
+from tests.unit.fakes import Clock
 
 pytestmark = pytest.mark.unit
 
 A, B = "111111111111", "222222222222"
 TRUST, TAGS, MANAGED = Aspect.TrustPolicy, Aspect.Tags, Aspect.ManagedPolicy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeSts:

@@ -21,19 +21,17 @@ import pytest
 
 from ecsrole import handlers, metrics
 from ecsrole.aws.errors import AwsCallError, FailureKind
-from ecsrole.aws.iam import CallerIdentity
-from ecsrole.context import OperatorContext
 from ecsrole.core import constants
-from ecsrole.core.config import AccountConfig, OperatorConfig
+from ecsrole.core.config import OperatorConfig
 from ecsrole.core.model import ObservedRole, Operation
 from ecsrole.reconciler import Observation, Resource
 from tests.unit import factories
 from tests.unit.fake_iam import FakeIam
+from tests.unit.fakes import FakeContext
 
 pytestmark = pytest.mark.unit
 
 ACCOUNT_ID = factories.ACCOUNT_ID
-OPERATOR_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ecsrole-operator/session"
 
 
 class Adapter:
@@ -60,16 +58,6 @@ class Adapter:
         return None
 
 
-class Context(OperatorContext):
-    fake: Adapter
-
-    def adapter(self, account: AccountConfig) -> Any:
-        return self.fake
-
-    def caller_identity(self, account: AccountConfig) -> CallerIdentity:
-        return CallerIdentity(account.account_id, OPERATOR_ARN, "AROAOPERATOR")
-
-
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(max_workers=2)
@@ -90,13 +78,13 @@ def posted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def memo(pool: ThreadPoolExecutor) -> Context:
+def memo(pool: ThreadPoolExecutor) -> FakeContext:
     config = OperatorConfig(
         cluster_name=factories.OWNER.cluster,
         settle_window=0.0,
         accounts={ACCOUNT_ID: factories.account()},
     )
-    context = Context(config=config, clients=None, pool=pool)  # type: ignore[arg-type]
+    context = FakeContext(config=config, clients=None, pool=pool)  # type: ignore[arg-type]
     context.fake = Adapter(FakeIam(ACCOUNT_ID, "aws"))
     return context
 
@@ -143,7 +131,7 @@ def claims(*bodies: kopf.Body) -> dict[Any, list[Any]]:
 
 
 def reconcile(
-    memo: Context,
+    memo: FakeContext,
     item: kopf.Body,
     *,
     reason: str = "create",
@@ -184,7 +172,7 @@ def object_labels(item: kopf.Body) -> dict[str, str]:
 # -- kopf's settings and storage -------------------------------------------------------------------
 
 
-def test_kopfs_bookkeeping_lives_under_the_ecsrole_prefix(memo: Context) -> None:
+def test_kopfs_bookkeeping_lives_under_the_ecsrole_prefix(memo: FakeContext) -> None:
     settings = kopf.OperatorSettings()
     index: dict[str, Any] = {}
     handlers.configure(settings=settings, memo=memo, resources_by_account=index)
@@ -235,7 +223,7 @@ def test_the_sweep_index_holds_each_resource_under_its_account() -> None:
 
 
 def test_a_new_resource_gets_its_role_its_status_and_its_events(
-    memo: Context, posted: list[tuple[str, str, str]]
+    memo: FakeContext, posted: list[tuple[str, str, str]]
 ) -> None:
     item = body()
     creates = sample("ecsrole_reconcile_duration_seconds_count", operation="create") or 0
@@ -253,7 +241,7 @@ def test_a_new_resource_gets_its_role_its_status_and_its_events(
 
 
 def test_a_failed_reconcile_is_retried_with_the_reason_in_status(
-    memo: Context, posted: list[tuple[str, str, str]]
+    memo: FakeContext, posted: list[tuple[str, str, str]]
 ) -> None:
     memo.fake.fail = AwsCallError(
         FailureKind.THROTTLED, "CreateRole", "Throttling", "Rate exceeded"
@@ -277,7 +265,7 @@ def test_a_failed_reconcile_is_retried_with_the_reason_in_status(
 
 
 def test_the_younger_of_two_resources_claiming_one_role_is_refused_without_an_aws_call(
-    memo: Context, posted: list[tuple[str, str, str]]
+    memo: FakeContext, posted: list[tuple[str, str, str]]
 ) -> None:
     older = body("web", created="2026-12-01T09:00:00Z")
     younger = body("copy", created="2026-12-01T10:00:00Z", roleName="WEB-EXEC")
@@ -289,7 +277,7 @@ def test_the_younger_of_two_resources_claiming_one_role_is_refused_without_an_aw
 
 
 def test_a_resumed_resource_is_answered_from_the_seed_read(
-    memo: Context, posted: list[tuple[str, str, str]]
+    memo: FakeContext, posted: list[tuple[str, str, str]]
 ) -> None:
     item = body()
     created = reconcile(memo, item)
@@ -314,7 +302,7 @@ def test_a_resumed_resource_is_answered_from_the_seed_read(
 
 
 def test_deleting_removes_the_role_and_the_resources_series(
-    memo: Context, posted: list[tuple[str, str, str]]
+    memo: FakeContext, posted: list[tuple[str, str, str]]
 ) -> None:
     created = reconcile(memo, body())
     item = body(status=dict(created.status))
@@ -325,7 +313,7 @@ def test_deleting_removes_the_role_and_the_resources_series(
 
 
 def test_a_blocked_deletion_is_retried_and_names_the_way_out(
-    memo: Context, posted: list[tuple[str, str, str]]
+    memo: FakeContext, posted: list[tuple[str, str, str]]
 ) -> None:
     created = reconcile(memo, body())
     item = body(status=dict(created.status))
@@ -389,7 +377,7 @@ class Kopf:
 
 
 @pytest.fixture
-def leading(memo: Context, monkeypatch: pytest.MonkeyPatch) -> Context:
+def leading(memo: FakeContext, monkeypatch: pytest.MonkeyPatch) -> FakeContext:
     """The CRD is served, SQS events are configured, kopf and the consumer are stand-ins."""
     from ecsrole import crdgate
 
@@ -416,7 +404,7 @@ def leading(memo: Context, monkeypatch: pytest.MonkeyPatch) -> Context:
     return memo
 
 
-def lead(context: Context, elector: Elector, namespaces: tuple[str, ...] = ()) -> int:
+def lead(context: FakeContext, elector: Elector, namespaces: tuple[str, ...] = ()) -> int:
     async def run() -> int:
         return await handlers._lead(context, None, elector, namespaces)  # type: ignore[arg-type]
 
@@ -424,7 +412,7 @@ def lead(context: Context, elector: Elector, namespaces: tuple[str, ...] = ()) -
 
 
 def test_when_kopf_stops_by_itself_everything_stops_and_the_lease_is_released(
-    leading: Context, monkeypatch: pytest.MonkeyPatch
+    leading: FakeContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kopf_run = Kopf(returns_by_itself=True)  # as on SIGTERM: kopf stops by itself
     monkeypatch.setattr(kopf, "operator", kopf_run)
@@ -443,7 +431,7 @@ def test_when_kopf_stops_by_itself_everything_stops_and_the_lease_is_released(
 
 
 def test_a_lost_lease_stops_kopf_and_ends_with_status_1_without_releasing(
-    leading: Context, monkeypatch: pytest.MonkeyPatch
+    leading: FakeContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kopf_run = Kopf(returns_by_itself=False)
     monkeypatch.setattr(kopf, "operator", kopf_run)

@@ -20,6 +20,7 @@ import pytest
 from ecsrole import metrics
 from ecsrole.kube import KubeError
 from ecsrole.leader import LeaderElector, LeaseSettings
+from tests.unit.fakes import Clock
 
 pytestmark = pytest.mark.unit
 
@@ -29,14 +30,6 @@ COLLECTION = LEASE_PATH.rsplit("/", 1)[0]
 #: Short real waits between attempts (the loops wait on an asyncio.Event with this timeout);
 #: every decision is taken on the fake clock, so a slow machine changes nothing.
 RETRY = 0.001
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeLeaseApi:

@@ -20,18 +20,11 @@ from ecsrole.core.model import ObservedRole
 from ecsrole.reconciler import Resource
 from ecsrole.sweeper import SEED_SECONDS, Seeder
 from tests.unit import factories
+from tests.unit.fakes import Clock
 
 pytestmark = pytest.mark.unit
 
 BULK, PER_ROLE, UNLISTED = "111111111111", "222222222222", "333333333333"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def observed(name: str) -> ObservedRole:

@@ -22,23 +22,21 @@ from structlog.testing import capture_logs
 
 from ecsrole import metrics, sweeper
 from ecsrole.aws.errors import AwsCallError, FailureKind
-from ecsrole.aws.iam import CallerIdentity
-from ecsrole.context import OperatorContext
 from ecsrole.core import desired, model
 from ecsrole.core import spec as spec_module
 from ecsrole.core.cloudtrail import RoleChange
-from ecsrole.core.config import AccountConfig, OperatorConfig, SweepMode
+from ecsrole.core.config import OperatorConfig, SweepMode
 from ecsrole.core.model import Aspect, ObservedRole, Operation
 from ecsrole.kube import KubeError
 from ecsrole.reconciler import Resource
 from ecsrole.sweeper import Sweeper
 from tests.unit import factories
+from tests.unit.fakes import FakeContext
 
 pytestmark = pytest.mark.unit
 
 ACCOUNT_ID = factories.ACCOUNT_ID
 PER_ROLE_ACCOUNT = "444444444444"
-OPERATOR_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ecsrole-operator/session"
 DEADLINE = 30.0
 
 
@@ -108,16 +106,6 @@ class FakeKube:
         self.events.append((name, reason))
 
 
-class Context(OperatorContext):
-    iam: FakeIam
-
-    def adapter(self, account: AccountConfig) -> Any:
-        return self.iam
-
-    def caller_identity(self, account: AccountConfig) -> CallerIdentity:
-        return CallerIdentity(account.account_id, OPERATOR_ARN, "AROAOPERATOR")
-
-
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(max_workers=2)
@@ -139,8 +127,8 @@ class World:
                 ),
             },
         )
-        self.context = Context(config=config, clients=None, pool=pool)  # type: ignore[arg-type]
-        self.context.iam = self.iam
+        self.context = FakeContext(config=config, clients=None, pool=pool)  # type: ignore[arg-type]
+        self.context.fake = self.iam
         self.context.resources = self.index
         self.kube = FakeKube(self.index)
         self.sweeper = Sweeper(self.context, self.kube)  # type: ignore[arg-type]
