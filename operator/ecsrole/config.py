@@ -32,7 +32,7 @@ import yaml
 import yaml.constructor
 import yaml.nodes
 
-from ecsrole.core import config as model
+from ecsrole.core import config as config_model
 from ecsrole.core import constants, iam
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,7 +54,7 @@ class ConfigError(ValueError):
         super().__init__(f"invalid operator configuration{where}:{lines}")
 
 
-def load_config(path: str | os.PathLike[str]) -> model.OperatorConfig:
+def load_config(path: str | os.PathLike[str]) -> config_model.OperatorConfig:
     """Read, parse and validate the YAML file at `path`; ConfigError names the file."""
     source = os.fspath(path)
     try:
@@ -73,7 +73,7 @@ def load_config(path: str | os.PathLike[str]) -> model.OperatorConfig:
         raise ConfigError(error.errors, source=source) from None
 
 
-def parse_config(data: object) -> model.OperatorConfig:
+def parse_config(data: object) -> config_model.OperatorConfig:
     """Validate already-loaded configuration data; ConfigError lists every problem found."""
     problems = _Problems()
     if data is None:
@@ -91,9 +91,9 @@ def parse_config(data: object) -> model.OperatorConfig:
         data.get("settleWindow"),
         "settleWindow",
         problems,
-        default=model.DEFAULT_SETTLE_WINDOW,
+        default=config_model.DEFAULT_SETTLE_WINDOW,
         minimum=0.0,
-        maximum=model.MAX_SETTLE_WINDOW,
+        maximum=config_model.MAX_SETTLE_WINDOW,
     )
     queue_url = _events(data.get("events"), problems)
     protected = _string_list(
@@ -105,7 +105,7 @@ def parse_config(data: object) -> model.OperatorConfig:
     accounts = _accounts(data, problems)
     if problems:
         raise ConfigError(problems)
-    return model.OperatorConfig(
+    return config_model.OperatorConfig(
         cluster_name=cluster_name,
         region=region,
         drift_check_interval=interval,
@@ -264,7 +264,7 @@ def _cluster_name(value: object, problems: _Problems) -> str:
 def _region(value: object, problems: _Problems) -> str:
     region = _optional_str(value, "region", problems)
     if region is None:
-        return model.DEFAULT_REGION
+        return config_model.DEFAULT_REGION
     if not iam.is_region(region):
         problems.add("region", f"{region!r} is not an AWS region name such as us-east-1")
     return region
@@ -275,8 +275,8 @@ def _duration(
     path: str,
     problems: _Problems,
     *,
-    default: float = model.DEFAULT_DRIFT_CHECK_INTERVAL,
-    minimum: float = model.MIN_DRIFT_CHECK_INTERVAL,
+    default: float = config_model.DEFAULT_DRIFT_CHECK_INTERVAL,
+    minimum: float = config_model.MIN_DRIFT_CHECK_INTERVAL,
     maximum: float | None = None,
 ) -> float:
     """Seconds from a number or a Go-style duration ("60s", "5m", "1h30m")."""
@@ -329,7 +329,9 @@ def _events(value: object, problems: _Problems) -> str | None:
     return url
 
 
-def _accounts(data: Mapping[Any, Any], problems: _Problems) -> dict[str, model.AccountConfig]:
+def _accounts(
+    data: Mapping[Any, Any], problems: _Problems
+) -> dict[str, config_model.AccountConfig]:
     if "accounts" not in data:
         problems.add(
             "accounts",
@@ -344,7 +346,7 @@ def _accounts(data: Mapping[Any, Any], problems: _Problems) -> dict[str, model.A
             "accounts", f"must be a mapping of account ids to settings, not {_type_name(value)}"
         )
         return {}
-    accounts: dict[str, model.AccountConfig] = {}
+    accounts: dict[str, config_model.AccountConfig] = {}
     for key, settings in value.items():
         if isinstance(key, int) and not isinstance(key, bool):
             problems.add(
@@ -366,7 +368,7 @@ def _accounts(data: Mapping[Any, Any], problems: _Problems) -> dict[str, model.A
 
 def _account(
     account_id: str, settings: object, path: str, problems: _Problems
-) -> model.AccountConfig | None:
+) -> config_model.AccountConfig | None:
     if settings is None:
         settings = {}
     if not isinstance(settings, Mapping):
@@ -450,7 +452,7 @@ def _account(
     rate = _rate(settings.get("maxCallsPerSecond"), at("maxCallsPerSecond"), problems)
     allow_adoption = _bool(settings.get("allowAdoption"), at("allowAdoption"), problems)
 
-    return model.AccountConfig(
+    return config_model.AccountConfig(
         account_id=account_id,
         role_arn=role_arn,
         external_id=external_id,
@@ -516,30 +518,30 @@ def _resource_patterns(value: object, path: str, problems: _Problems) -> dict[st
     return patterns
 
 
-def _sweep_mode(value: object, path: str, problems: _Problems) -> model.SweepMode:
+def _sweep_mode(value: object, path: str, problems: _Problems) -> config_model.SweepMode:
     if value is None:
-        return model.SweepMode.BULK
-    for mode in model.SweepMode:
+        return config_model.SweepMode.BULK
+    for mode in config_model.SweepMode:
         if value == mode.value:
             return mode
-    allowed = [mode.value for mode in model.SweepMode]
+    allowed = [mode.value for mode in config_model.SweepMode]
     hint = ""
     if isinstance(value, str):
         close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
     problems.add(path, f"must be {' or '.join(allowed)}, not {value!r}{hint}")
-    return model.SweepMode.BULK
+    return config_model.SweepMode.BULK
 
 
 def _rate(value: object, path: str, problems: _Problems) -> float:
     if value is None:
-        return model.DEFAULT_MAX_CALLS_PER_SECOND
+        return config_model.DEFAULT_MAX_CALLS_PER_SECOND
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(path, f"must be a number, not {_type_name(value)}")
-        return model.DEFAULT_MAX_CALLS_PER_SECOND
+        return config_model.DEFAULT_MAX_CALLS_PER_SECOND
     if not math.isfinite(value) or value <= 0:
         problems.add(path, f"must be a finite number greater than 0, not {value!r}")
-        return model.DEFAULT_MAX_CALLS_PER_SECOND
+        return config_model.DEFAULT_MAX_CALLS_PER_SECOND
     return float(value)
 
 
