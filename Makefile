@@ -51,10 +51,11 @@ dev-down: ## stop everything dev/dev-up started
 	@if [ -x .venv/bin/python ]; then .venv/bin/python -m tests.stack.dev down; fi
 
 .PHONY: lint
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import contracts (pyproject.toml [tool.importlinter])
 	.venv/bin/ruff check operator tests bench
 	.venv/bin/ruff format --check operator tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
 
 .PHONY: test-unit
 test-unit: install ## pure unit tests only

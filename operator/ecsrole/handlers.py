@@ -21,13 +21,12 @@ from ecsrole import crdgate, logs, metrics, report
 from ecsrole import health as health_module
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
+from ecsrole.core.constants import GROUP, PLURAL, PREFIX, VERSION
 from ecsrole.kube import KubeClient, KubeError, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
 from ecsrole.sweeper import Seeder, Sweeper, post_events
 
-GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
-PREFIX = "ecsrole.dev"
 FINALIZER = f"{PREFIX}/finalizer"
 
 
@@ -86,7 +85,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     # Events are posted by a few workers, not one per object. A worker lingers idle for its
     # object before its slot frees; kopf's 1 s made 8 workers post 8 Events a second, so the
     # Events of 1,000 creations trickled out for minutes.

@@ -23,17 +23,16 @@ from typing import Any
 
 from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import IamAdapter
-from ecsrole.config import AccountConfig
 from ecsrole.context import OperatorContext
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
 from ecsrole.core import iam, ownership, plan
+from ecsrole.core.config import AccountConfig
+from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
 from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
 from ecsrole.core.spec import DeletionPolicy, DriftPolicy, RoleSpec, SpecError, parse_spec
 from ecsrole.status import KEEP_READY, Outcome
 
-PAUSED_ANNOTATION = "ecsrole.dev/paused"
-ABANDON_ANNOTATION = "ecsrole.dev/abandon"
 # The only annotations the lifecycle reads: the user's switches.
 SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
 # How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between

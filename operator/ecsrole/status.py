@@ -15,8 +15,6 @@ from typing import Any
 
 from ecsrole.core.model import Drift
 
-CONDITION_TYPES = ("Ready", "Synced", "Drifted", "Reconciling", "Stalled")
-
 
 @dataclass(frozen=True)
 class Outcome:

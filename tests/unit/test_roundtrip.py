@@ -17,8 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecsrole import config
-from ecsrole.core import desired, diff, model, plan, policy, spec
+from ecsrole.core import config, desired, diff, model, plan, policy, spec
 
 from .fake_iam import FakeIam, StoredRole
 

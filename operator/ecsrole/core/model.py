@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from ecsrole.core import policy
+from ecsrole.core import constants, policy
 
-#: Prefix of every tag the operator writes; nobody else may declare keys under it.
-OWNERSHIP_TAG_PREFIX = "ecsrole.dev/"
-TAG_CLUSTER = "ecsrole.dev/cluster"
-TAG_NAMESPACE = "ecsrole.dev/namespace"
-TAG_NAME = "ecsrole.dev/name"
-TAG_UID = "ecsrole.dev/uid"
-OWNERSHIP_TAG_KEYS = (TAG_CLUSTER, TAG_NAMESPACE, TAG_NAME, TAG_UID)
+# core/ownership.py still reads the tag keys as model.*; they are defined in core/constants.py.
+from ecsrole.core.constants import OWNERSHIP_TAG_PREFIX as OWNERSHIP_TAG_PREFIX
+from ecsrole.core.constants import TAG_CLUSTER as TAG_CLUSTER
+from ecsrole.core.constants import TAG_NAME as TAG_NAME
+from ecsrole.core.constants import TAG_NAMESPACE as TAG_NAMESPACE
 
 PolicyDocument = dict[str, Any]
 
@@ -65,10 +63,10 @@ class Owner:
     def tags(self) -> dict[str, str]:
         """The ownership tags, passed inside CreateRole so a crash leaves no untagged role."""
         return {
-            TAG_CLUSTER: self.cluster,
-            TAG_NAMESPACE: self.namespace,
-            TAG_NAME: self.name,
-            TAG_UID: self.uid,
+            constants.TAG_CLUSTER: self.cluster,
+            constants.TAG_NAMESPACE: self.namespace,
+            constants.TAG_NAME: self.name,
+            constants.TAG_UID: self.uid,
         }
 
 
@@ -245,11 +243,6 @@ class Operation:
     action: IamAction
     params: Mapping[str, Any] = field(hash=False)
     aspect: Aspect | None = None
-
-    @property
-    def is_write(self) -> bool:
-        """Always True: a plan contains nothing but writes."""
-        return True
 
     @property
     def method_name(self) -> str:

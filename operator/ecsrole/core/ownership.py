@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ecsrole import config
-from ecsrole.core import desired, iam, model, policy
+from ecsrole.core import config, desired, iam, model, policy
+from ecsrole.core.constants import RESERVED_PATH_PREFIXES as PROTECTED_PATH_PREFIXES
 
 #: Role names AWS or AWS Organizations create for their own use, compared case-insensitively.
 PROTECTED_ROLE_NAMES = ("OrganizationAccountAccessRole",)
 #: Role name prefixes of IAM Identity Center (SSO) roles and of service-linked roles.
 PROTECTED_ROLE_NAME_PREFIXES = ("AWSReservedSSO_", "AWSServiceRoleFor")
-#: Paths of service-linked roles and of IAM Identity Center roles.
-PROTECTED_PATH_PREFIXES = ("/aws-service-role/", "/aws-reserved/")
 
 
 def ownership_tags_match(observed: model.ObservedRole, owner: model.Owner) -> bool:

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ecsrole.core import diff, model, policy
+from ecsrole.core import constants, diff, model, policy
 
 Aspect = model.Aspect
 Operation = model.Operation
@@ -187,7 +187,7 @@ def plan_delete(observed: model.ObservedRole) -> tuple[model.Operation, ...]:
 
 def plan_release(observed: model.ObservedRole) -> tuple[model.Operation, ...]:
     """Retain: drop only the ownership tags (in the spelling found), leave the role as it is."""
-    owned = {key.lower() for key in model.OWNERSHIP_TAG_KEYS}
+    owned = {key.lower() for key in constants.OWNERSHIP_TAG_KEYS}
     keys = sorted(key for key in observed.tags if key.lower() in owned)
     if not keys:
         return ()
@@ -205,7 +205,7 @@ def plan_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> tuple[mo
     stale = sorted(
         key
         for key in observed.tags
-        if key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted
+        if key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX) and key not in wanted
     )
     missing = {key: value for key, value in wanted.items() if observed.tags.get(key) != value}
     operations = []
@@ -245,7 +245,7 @@ def after_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> model.O
     tags = {
         key: value
         for key, value in observed.tags.items()
-        if not (key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted)
+        if not (key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX) and key not in wanted)
     }
     tags.update(wanted)
     return dataclasses.replace(observed, tags=tags)
