@@ -199,8 +199,8 @@ class Release:
         lease = self.kubectl.get_json("lease", self.lease_name, self.namespace) or {}
         return str(lease.get("spec", {}).get("holderIdentity") or "")
 
-    def leader_pod(self, timeout: float = 120) -> str:
-        """The name of the pod holding the Lease (waits for one)."""
+    def leader_pod(self, timeout: float = 120, *, other_than: str = "") -> str:
+        """The name of the pod holding the Lease, once one (other than `other_than`) does."""
         names: list[str] = []
 
         def led() -> bool:
@@ -208,7 +208,8 @@ class Release:
             names[:] = [
                 p["metadata"]["name"]
                 for p in self.pods()
-                if holder.startswith(p["metadata"]["name"])
+                if holder.startswith(f"{p['metadata']['name']}_")
+                and p["metadata"]["name"] != other_than
             ]
             return bool(names)
 

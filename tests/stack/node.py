@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -378,8 +379,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         limits that only CAP_SYS_RESOURCE may raise, which this VM does not have."""
         result = subprocess.run(["ctr", "oci", "spec"], capture_output=True, text=True, check=True)
         spec: dict[str, Any] = json.loads(result.stdout)
-        import resource
-
         limits = []
         for name, which in (
             ("RLIMIT_NOFILE", resource.RLIMIT_NOFILE),
@@ -559,13 +558,35 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             what="the default ServiceAccount",
         )
 
+    def processes(self, text: str) -> list[int]:
+        """Live processes in this node's pod cgroups whose command line mentions `text`."""
+        found = []
+        for pid in sorted(_pids_in_cgroups(_cgroup_dirs(self.cgroup_name))):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                if text.encode() in cmdline and pid_alive(pid):
+                    found.append(pid)
+        return found
+
+    def container_pid(self, container_id: str) -> int:
+        """The host pid of a running container's main process (containerd's task)."""
+        listing = self._ctr("tasks", "ls").stdout.splitlines()[1:]
+        for line in listing:
+            task, pid, *_ = line.split()
+            if task == container_id.removeprefix("containerd://"):
+                return int(pid)
+        raise AssertionError(f"no running task for container {container_id}")
+
     def ensure_alive(self) -> None:
         for child in self.children:
             child.ensure_alive()
 
     def logs(self) -> str:
         """The tails of every component's log (printed when a scenario fails)."""
-        parts = [f"--- {c.name} ---\n{c.log_tail(30)}" for c in self.children]
+        parts = []
+        for child in self.children:
+            lines = [line for line in child.log_tail(200).splitlines() if "FLAG:" not in line]
+            parts.append(f"--- {child.name} ---\n" + "\n".join(lines[-25:]))
         return "\n".join(parts)
 
     # -- stop
