@@ -400,8 +400,9 @@ def test_killed_pod_is_replaced_within_the_lease_and_leaves_no_orphan(
     takeover = (_time(_lease(release)["acquireTime"]) - renewed).total_seconds()
     record_property("force_delete_takeover_seconds", round(takeover, 2))
     print(f"force delete: the replacement led {takeover:.1f}s after the last renewal")
-    # Released on the kubelet's SIGTERM or expired: never later than the lease plus a start.
-    assert takeover <= lease_duration + 20, takeover
+    # Released on the kubelet's SIGTERM or expired: never later than the lease plus a pod
+    # start (generous: the start is slow on a loaded machine).
+    assert takeover <= lease_duration + 45, takeover
     _single_operator_process(node)
 
     # 2. The container's process SIGKILLed on the node: nothing releases the Lease, the kubelet
@@ -419,9 +420,9 @@ def test_killed_pod_is_replaced_within_the_lease_and_leaves_no_orphan(
     takeover = (_time(_lease(release)["acquireTime"]) - renewed).total_seconds()
     record_property("sigkill_takeover_seconds", round(takeover, 2))
     print(f"SIGKILL: the restarted process led {takeover:.1f}s after the last renewal")
-    # It may not lead before the lease expired (nothing released it), and it takes it within
-    # a few retry periods after that.
-    assert lease_duration - 1 <= takeover <= lease_duration + 20, takeover
+    # It may not lead before the lease expired (nothing released it), and it takes it once
+    # the kubelet has restarted it (its restart back-off and start: generous on a loaded machine).
+    assert lease_duration - 1 <= takeover <= lease_duration + 45, takeover
     restarted = next(p for p in release.pods() if p["metadata"]["name"] == second)
     assert restarted["status"]["containerStatuses"][0]["restartCount"] >= 1
     _single_operator_process(node)
