@@ -65,6 +65,18 @@ test-unit: install ## pure unit tests only
 test: install controlplane helm lint ## lint, unit and e2e tests against a real API server and moto
 	.venv/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: node
+node: ## build kubelet, kube-controller-manager, kube-scheduler from the control plane's pin (cached)
+	@bash hack/node/build.sh
+
+.PHONY: image
+image: ## build the operator image from the Dockerfile with buildah on local Debian bases (root; cached)
+	@bash hack/image/build.sh
+
+.PHONY: test-cluster
+test-cluster: install controlplane helm node image ## root: the image on a real single-node cluster (containerd, kubelet), installed with Helm and kustomize
+	.venv/bin/pytest -m cluster tests/cluster $(PYTEST_ARGS)
+
 .PHONY: chaos
 chaos: install controlplane helm ## reliability scenarios under faults (at most 15 min): bench/results/chaos-*.json, docs/reliability.md
 	.venv/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)

@@ -188,6 +188,33 @@ def test_values_schema_refuses_a_wrong_value_naming_it(
     assert message in result.stderr, result.stderr
 
 
+def test_host_network_pods_resolve_cluster_names(helm: Path) -> None:
+    documents = manifests.render_chart(helm, values=[MINIMAL], set_values={"hostNetwork": "true"})
+    pod = _one(documents, "Deployment")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (["A=1", "A=2"], "extraEnv names A more than once"),
+        (["POD_NAME=x"], "at '/extraEnv/0/name': 'not' failed"),
+    ],
+)
+def test_extra_env_refuses_duplicate_and_chart_owned_names(
+    helm: Path, env: list[str], message: str
+) -> None:
+    settings = []
+    for index, item in enumerate(env):
+        name, value = item.split("=")
+        settings += ["--set-string", f"extraEnv[{index}].name={name}"]
+        settings += ["--set-string", f"extraEnv[{index}].value={value}"]
+    result = manifests.helm_template(helm, values=[MINIMAL], extra=settings)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_service_monitor_needs_the_metrics_service(helm: Path) -> None:
     result = manifests.helm_template(
         helm,
@@ -209,6 +236,7 @@ def test_all_features_render_every_object(helm: Path) -> None:
             "ConfigMap",  # Grafana dashboard
             "CustomResourceDefinition",
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "PrometheusRule",
             "Role",
@@ -226,6 +254,22 @@ def test_all_features_render_every_object(helm: Path) -> None:
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["ECSROLE_WATCH_NAMESPACES"] == "team-*"
     assert env["ECSROLE_LOG_LEVEL"] == "DEBUG"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["hostAliases"] == [{"ip": "10.0.0.10", "hostnames": ["sts.us-east-1.amazonaws.com"]}]
+    assert pod["dnsPolicy"] == "ClusterFirst"
+    assert "hostNetwork" not in pod
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert env["ECSROLE_METRICS_ADDRESS"] == "0.0.0.0:9080"
+    assert [p["containerPort"] for p in container["ports"]] == [9080, 9081]
+    budget = _one(documents, "PodDisruptionBudget")
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    policy = _one(documents, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["egress"][0] == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+    }
+    assert {p["port"] for p in policy["ingress"][0]["ports"]} == {"metrics", "health"}
     account = _one(documents, "ServiceAccount")
     assert account["metadata"]["annotations"] == {
         "eks.amazonaws.com/role-arn": "arn:aws:iam::111111111111:role/ecsrole-operator"
