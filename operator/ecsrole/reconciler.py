@@ -27,7 +27,7 @@ from ecsrole.config import AccountConfig
 from ecsrole.context import OperatorContext
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, ownership, plan
+from ecsrole.core import iam, model, ownership, plan
 from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
 from ecsrole.core.spec import DeletionPolicy, DriftPolicy, RoleSpec, SpecError, parse_spec
 from ecsrole.status import KEEP_READY, Outcome
@@ -220,7 +220,8 @@ def _refused(target: Target | None, reason: str, message: str) -> Result:
 
 
 def _aspects(operations: Sequence[Operation]) -> tuple[Aspect, ...]:
-    return tuple(dict.fromkeys(op.aspect for op in operations if op.aspect is not None))
+    """Every aspect the operations repair (an UpdateRole can repair two)."""
+    return model.ordered(aspect for op in operations for aspect in op.aspects)
 
 
 @dataclass(frozen=True)

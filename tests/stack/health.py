@@ -58,7 +58,9 @@ def documented_flux_exprs(text: str | None = None) -> dict[str, str]:
             for entry in (document.get("spec") or {}).get("healthCheckExprs") or []:
                 if entry.get("kind") == KIND:
                     return {
-                        key: entry[key] for key in ("current", "inProgress", "failed") if key in entry
+                        key: entry[key]
+                        for key in ("current", "inProgress", "failed")
+                        if key in entry
                     }
     raise AssertionError(f"{GITOPS_DOC.name} documents no healthCheckExprs for {KIND}")
 
@@ -91,7 +93,9 @@ class Judgement:
 
 def _verdict(raw: Mapping[str, Any] | None) -> Verdict:
     raw = raw or {}
-    return Verdict(str(raw.get("status", "")), str(raw.get("message", "")), str(raw.get("error", "")))
+    return Verdict(
+        str(raw.get("status", "")), str(raw.get("message", "")), str(raw.get("error", ""))
+    )
 
 
 def judge(resource: Mapping[str, Any], *, doc_text: str | None = None) -> Judgement:
