@@ -477,11 +477,19 @@ class Reconciler:
         missing = (Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM"),)
         detected = detection.new_drift(missing) if was_created else ()
         if was_created and (paused or spec.drift_policy == DriftPolicy.Report):
+            # Under Report nothing will bring the role back by itself: a human decides.
+            message = missing[0].message + (
+                ""
+                if paused
+                else "; driftPolicy is Report, so it is not recreated: set spec.driftPolicy to "
+                "Enforce to recreate it, or delete this resource"
+            )
             return Result(
                 outcome=Outcome(
                     ready_reason="Paused" if paused else "RoleMissing",
-                    ready_message=missing[0].message,
+                    ready_message=message,
                     drifts=missing,
+                    stalled=not paused,
                 ),
                 target=target,
                 events=detection.events(detected, repaired=()),
@@ -602,8 +610,9 @@ class Reconciler:
                 target,
                 f"account {spec.account_id} is no longer configured for namespace "
                 f"{resource.namespace}",
-                FailureKind.AWS_ERROR,
+                FailureKind.AWS_ERROR,  # retried soon: the configuration may come back
                 retry,
+                needs_human=True,
             )
         try:
             return self._delete(
@@ -613,14 +622,28 @@ class Reconciler:
             why = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
             return self._deletion_blocked(target, why, error.kind, retry)
 
-    def _deletion_blocked(self, target: Target, why: str, kind: FailureKind, retry: int) -> Result:
+    def _deletion_blocked(
+        self,
+        target: Target,
+        why: str,
+        kind: FailureKind,
+        retry: int,
+        *,
+        needs_human: bool | None = None,
+    ) -> Result:
+        """Retried with backoff; Stalled (a human must act) unless the failure is transient."""
         message = (
             f"cannot delete: {why}. It is retried; to give up and leave the role in AWS "
             f"untouched, annotate the resource with {ABANDON_ANNOTATION}=true"
         )[:1000]
+        if needs_human is None:
+            needs_human = kind == FailureKind.ACCESS_DENIED
         return Result(
             outcome=Outcome(
-                ready_reason="DeletionBlocked", ready_message=message, in_progress=True
+                ready_reason="DeletionBlocked",
+                ready_message=message,
+                in_progress=not needs_human,
+                stalled=needs_human,
             ),
             target=target,
             events=(Event("Warning", "DeletionBlocked", message),),
