@@ -43,7 +43,10 @@ type Report struct {
 	Kstatus  Verdict  `json:"kstatus"`
 	FluxWait Verdict  `json:"fluxWait"`
 	FluxCEL  *Verdict `json:"fluxCEL,omitempty"`
-	Argo     *Verdict `json:"argo,omitempty"`
+	// Argo is Argo CD's assessment: "Pending deletion" for an object being deleted (checked
+	// before any health script), else the script's verdict; ArgoLua is the script's verdict alone.
+	Argo    *Verdict `json:"argo,omitempty"`
+	ArgoLua *Verdict `json:"argoLua,omitempty"`
 }
 
 func main() {
@@ -82,8 +85,10 @@ func run(fluxExprsPath, argoLuaPath, objectPath string, stdin io.Reader, stdout 
 		if err != nil {
 			return err
 		}
-		verdict := argoVerdict(string(script), object)
-		report.Argo = &verdict
+		scripted := argoVerdict(string(script), object)
+		report.ArgoLua = &scripted
+		assessed := argoAssessment(scripted, object)
+		report.Argo = &assessed
 	}
 	encoder := json.NewEncoder(stdout)
 	encoder.SetIndent("", "  ")
@@ -187,6 +192,19 @@ func argoVerdict(script string, object *unstructured.Unstructured) Verdict {
 		return Verdict{Status: "Unknown", Message: "Lua returned an invalid health status"}
 	}
 	return verdict
+}
+
+// argoAssessment is what Argo CD shows for the object: a resource with a deletion timestamp is
+// Progressing "Pending deletion" whatever its health script says, and a script that fails makes
+// the health Unknown with the error as the message.
+func argoAssessment(scripted Verdict, object *unstructured.Unstructured) Verdict {
+	if object.GetDeletionTimestamp() != nil {
+		return Verdict{Status: "Progressing", Message: "Pending deletion"}
+	}
+	if scripted.Error != "" {
+		return Verdict{Status: "Unknown", Message: scripted.Error}
+	}
+	return scripted
 }
 
 // healthFromTable reads {status = ..., message = ...}, refusing non-string values as a JSON
