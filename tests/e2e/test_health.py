@@ -46,6 +46,7 @@ pytestmark = pytest.mark.e2e
 
 Aws = Callable[..., Any]
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
+BOUNDARY_ACCOUNT_ID = "555555555555"
 PAUSED = "ecsrole.dev/paused"
 ABANDON = "ecsrole.dev/abandon"
 
@@ -70,7 +71,8 @@ EXPECTED: dict[str, tuple[str, str, str, str]] = {
     "Generation not yet observed": IN_PROGRESS,
     "Throttled, creating": IN_PROGRESS,
     "Throttled, update pending": IN_PROGRESS,
-    "Deleting": ("Terminating", "Terminating", "Current", "Progressing"),
+    # Setting deletionTimestamp bumps a custom resource's generation: unobserved until handled.
+    "Deleting": ("Terminating", "Terminating", "InProgress", "Progressing"),
     "DeletionBlocked": ("Terminating", "Terminating", "Failed", "Progressing"),
 }
 
@@ -169,9 +171,6 @@ def _measure_shared(kubectl: Kubectl, namespace: str, aws: Aws, measured: Measur
     _create_by_hand(aws("iam", account_id=NO_ADOPTION_ACCOUNT_ID), refused_adoption)
     shared_role = unique("e2e-health-twin")
     secret = f"arn:aws:secretsmanager:us-east-1:{CROSS_ACCOUNT_ID}:secret:other/db-AbCdEf"
-    names["InvalidSpec"] = manifest(
-        "invalid", unique("e2e-health"), namespace=namespace, tags={"Team": "a", "team": "b"}
-    )
     names["AccountNotAllowed"] = manifest(
         "unlisted",
         unique("e2e-health"),
@@ -228,12 +227,29 @@ def _measure_own(
     cluster = unique("e2e-health")
     proxy = FaultProxy(moto.url).start()
     try:
+        accounts = {
+            DEFAULT_ACCOUNT_ID: {"namespaces": [namespace]},
+            # The CRD cannot know the account's configured boundary: a spec naming another one
+            # passes the API server and is InvalidSpec for the operator.
+            BOUNDARY_ACCOUNT_ID: {
+                "roleArn": f"arn:aws:iam::{BOUNDARY_ACCOUNT_ID}:role/ecsrole-operator",
+                "namespaces": [namespace],
+                "permissionsBoundaryArn": f"arn:aws:iam::{BOUNDARY_ACCOUNT_ID}:policy/boundary",
+            },
+        }
         operator = operator_factory(
-            dev_config(
-                cluster, {DEFAULT_ACCOUNT_ID: {"namespaces": [namespace]}}, driftCheckInterval="2s"
-            ),
+            dev_config(cluster, accounts, driftCheckInterval="2s"),
             namespaces=[namespace],
             aws_env=proxy.aws_env(moto.aws_env()),
+        )
+        kubectl.apply(
+            manifest(
+                "invalid",
+                unique("e2e-health-invalid"),
+                namespace=namespace,
+                account_id=BOUNDARY_ACCOUNT_ID,
+                permissionsBoundaryArn=f"arn:aws:iam::{BOUNDARY_ACCOUNT_ID}:policy/another",
+            )
         )
         roles = {
             name: unique(f"e2e-health-{name}")
@@ -244,6 +260,10 @@ def _measure_own(
             kubectl.apply(manifest(name, role_name, namespace=namespace, **report))
         for name in roles:
             _poll(kubectl, namespace, name, _judged("Reconciled"), f"{name} Ready")
+        measured.record(
+            "InvalidSpec",
+            _poll(kubectl, namespace, "invalid", _judged("InvalidSpec"), "Ready=False/InvalidSpec"),
+        )
 
         iam.attach_role_policy(RoleName=roles["report-drift"], PolicyArn=ADMIN_POLICY)
         drifted = _poll(

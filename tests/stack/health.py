@@ -153,8 +153,8 @@ STATE_JUST_CREATED = "Just created (first version)"
 ADVICE: dict[str, str] = {
     STATE_JUST_CREATED: "Wait: the operator has not judged it yet.",
     "Ready": "Nothing.",
-    "InvalidSpec": "Fix the field the message names (an installed CRD older than the operator "
-    "lets such specs through: upgrade the CRD).",
+    "InvalidSpec": "Fix the field the message names: a check the API server cannot make (for "
+    "example a permissionsBoundaryArn other than the account's configured one).",
     "AccountNotAllowed": "Use an account the namespace may use, or have the platform team list "
     "the namespace for the account in the operator configuration.",
     "AccountMismatch": "Platform team: the account's roleArn (or the operator's credentials) "
