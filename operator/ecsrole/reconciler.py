@@ -185,14 +185,26 @@ def backoff(kind: FailureKind, retry: int) -> float:
 
 
 def _aws_failed(error: AwsCallError, target: Target, retry: int) -> Result:
-    """An AWS call failed: Synced=False with its kind, Ready kept as it was, retried later."""
+    """An AWS call failed: Synced=False with its kind, Ready kept as it was, retried later.
+
+    AccessDenied does not pass by itself (someone must change a policy), so it is also
+    Stalled, with what to do; throttling and 5xx are work in progress.
+    """
     message = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
+    denied = error.kind == FailureKind.ACCESS_DENIED
+    if denied:
+        message = (
+            f"{message[:700]}; grant the operator's IAM identity this action "
+            "(docs/iam-policy.json) or lift what denies it (an SCP, a boundary); retried with "
+            "backoff"
+        )
     return Result(
         outcome=Outcome(
             ready_reason=KEEP_READY,
             sync_error=error.kind.value,
             sync_message=message[:1000],
-            in_progress=True,
+            in_progress=not denied,
+            stalled=denied,
         ),
         target=target,
         events=(Event("Warning", error.kind.value, message[:1000]),),

@@ -133,13 +133,12 @@ def desired_conditions(
         )
     else:
         reconciling = _condition("Reconciling", True, ready["reason"], ready["message"], generation)
-    stalled = _condition(
-        "Stalled",
-        outcome.stalled,
-        ready["reason"] if outcome.stalled else "NotStalled",
-        ready["message"] if outcome.stalled else "Nothing blocks progress.",
-        generation,
-    )
+    if not outcome.stalled:
+        stalled = _condition("Stalled", False, "NotStalled", "Nothing blocks progress.", generation)
+    elif outcome.sync_error is not None:  # a failed call a human must fix (AccessDenied)
+        stalled = _condition("Stalled", True, outcome.sync_error, outcome.sync_message, generation)
+    else:
+        stalled = _condition("Stalled", True, ready["reason"], ready["message"], generation)
     return [ready, synced, drifted, reconciling, stalled]
 
 

@@ -71,6 +71,7 @@ EXPECTED: dict[str, tuple[str, str, str, str]] = {
     "Generation not yet observed": IN_PROGRESS,
     "Throttled, creating": IN_PROGRESS,
     "Throttled, update pending": IN_PROGRESS,
+    "AccessDenied, update pending": FAILED,
     # Setting deletionTimestamp bumps a custom resource's generation: unobserved until handled.
     "Deleting": ("Terminating", "Terminating", "InProgress", "Progressing"),
     "DeletionBlocked": ("Terminating", "Terminating", "Failed", "Progressing"),
@@ -307,6 +308,16 @@ def _measure_own(
         for name in ("new", "update"):  # and they recover by themselves
             _poll(kubectl, namespace, name, _judged("Reconciled"), f"{name} Ready after throttling")
 
+        proxy.set_rates(deny=1.0)
+        _patch_spec(kubectl, namespace, "update", description="changed while denied")
+        measured.record(
+            "AccessDenied, update pending",
+            _poll(
+                kubectl, namespace, "update", _synced("AccessDenied"), "Synced=False/AccessDenied"
+            ),
+        )
+        proxy.clear()
+
         operator.stop()
         _patch_spec(kubectl, namespace, "gen", description="changed while the operator is down")
         measured.record("Generation not yet observed", _get(kubectl, namespace, "gen"))
@@ -385,6 +396,8 @@ def test_every_state_reads_as_documented_in_kstatus_flux_and_argo(
             assert conditions[state]["Reconciling"][0] == "False", state
     assert "driftPolicy" in conditions["Report, role missing"]["Stalled"][2]
     assert ABANDON in conditions["DeletionBlocked"]["Stalled"][2]
+    assert conditions["AccessDenied, update pending"]["Stalled"][1] == "AccessDenied"
+    assert "docs/iam-policy.json" in conditions["AccessDenied, update pending"]["Stalled"][2]
     # Report mode: Ready=True, and its message does not contradict Drifted=True.
     ready, drifted = (
         conditions["Report, drifted"]["Ready"],

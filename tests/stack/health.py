@@ -179,6 +179,8 @@ ADVICE: dict[str, str] = {
     "maxCallsPerSecond or raise the IAM quota.",
     "Throttled, update pending": "Wait: Ready still describes the previous generation until "
     "the update lands.",
+    "AccessDenied, update pending": "Grant the operator's IAM identity what the message "
+    "names (docs/iam-policy.json), or lift the SCP or boundary that denies it; it is retried.",
     "Deleting": "Wait (the operator deletes or releases the role, then the finalizer goes).",
     "DeletionBlocked": "Fix what the message names (configuration, IAM permissions), or "
     "annotate ecsrole.dev/abandon=true to leave the role in AWS untouched.",

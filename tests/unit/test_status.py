@@ -154,3 +154,20 @@ def test_a_stalled_outcome_is_never_reconciling_too() -> None:
     assert conditions["Stalled"]["reason"] == "DeletionBlocked"
     assert "ecsrole.dev/abandon" in conditions["Stalled"]["message"]
     assert conditions["Reconciling"]["status"] == "False"
+
+
+def test_access_denied_is_stalled_with_the_sync_reason_and_ready_kept() -> None:
+    previous = patch_for(Outcome(), generation=1, status={}, now=T0)
+    denied = Outcome(
+        ready_reason=KEEP_READY,
+        sync_error="AccessDenied",
+        sync_message="UpdateRole failed: AccessDenied: no; grant the operator's IAM identity ...",
+        stalled=True,
+    )
+    conditions = _by_type(patch_for(denied, generation=2, status=previous, now=T1))
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["observedGeneration"] == 1
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Stalled"]["reason"] == "AccessDenied"
+    assert "grant" in conditions["Stalled"]["message"]
+    assert conditions["Reconciling"]["status"] == "False"
