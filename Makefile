@@ -26,6 +26,10 @@ controlplane: ## build etcd, kube-apiserver and kubectl from the pinned Go modul
 helm: ## build helm from its pinned Go module (hack/helm/go.mod; cached)
 	@bash hack/helm/build.sh
 
+.PHONY: health
+health: ## build ecsrole-health (kstatus, Flux's CEL health checks, gopher-lua) from hack/health/go.mod (cached)
+	@bash hack/health/build.sh >/dev/null
+
 .PHONY: manifests
 manifests: install ## regenerate the chart's copies of the CRD and monitoring files, and the kustomize PrometheusRule
 	.venv/bin/python -m tests.stack.manifests write
@@ -62,7 +66,7 @@ test-unit: install ## pure unit tests only
 	.venv/bin/pytest -m unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: install controlplane helm lint ## lint, unit and e2e tests against a real API server and moto
+test: install controlplane helm health lint ## lint, unit and e2e tests against a real API server and moto
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: node

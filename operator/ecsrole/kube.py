@@ -141,7 +141,7 @@ class KubeClient:
         """Merge-patch the object itself (metadata only: the operator never writes spec)."""
         await self._write(
             "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/{constants.PLURAL}/{name}",
             patch,
             "application/merge-patch+json",
         )

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.conftest import UNLISTED_NAMESPACE_ACCOUNT_ID, OperatorFactory
-from tests.stack import identity, manifests
+from tests.stack import health, identity, manifests
 from tests.stack.kube import KIND, Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config, ecsrole_executable
@@ -520,16 +520,12 @@ def test_the_operator_uses_every_verb_it_is_granted_and_no_other(
 
 
 def _argocd_health(resource: dict[str, Any]) -> dict[str, str]:
-    """Run the Lua health check of docs/gitops.md as Argo CD does (Lua 5.1, `obj` global)."""
-    from lupa import lua51  # the dev dependency `lupa`; Argo CD's gopher-lua is Lua 5.1 too
-
-    text = (REPO_ROOT / "docs" / "gitops.md").read_text()
-    begin = text.index("-- BEGIN ecsrole health check")
-    end = text.index("-- END ecsrole health check")
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = runtime.table_from(resource, recursive=True)
-    result = runtime.execute(text[begin:end])
-    return {str(key): str(value) for key, value in dict(result).items()}
+    """The Lua health check of docs/gitops.md, in gopher-lua as Argo CD runs it (hack/health)."""
+    verdict = health.judge(
+        {"apiVersion": "iam.ecsrole.dev/v1alpha1", "kind": "EcsExecutionRole", **resource}
+    ).argo_lua
+    assert not verdict.error, verdict.error
+    return {"status": verdict.status, "message": verdict.message}
 
 
 def _with_conditions(generation: int = 1, **conditions: tuple[str, str]) -> dict[str, Any]:

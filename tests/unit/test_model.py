@@ -163,12 +163,12 @@ def test_observed_role_from_a_minimal_response() -> None:
 
 @pytest.mark.parametrize("action", ALL_ACTIONS)
 def test_operation_method_names_match_boto3(action: model.IamAction) -> None:
-    operation = model.Operation(action, {}, None)
+    operation = model.Operation(action, {})
     assert operation.method_name == xform_name(action)
 
 
 def test_only_removals_treat_a_missing_target_as_done() -> None:
-    done = {a for a in ALL_ACTIONS if model.Operation(a, {}, None).absent_target_means_done}  # type: ignore[arg-type]
+    done = {a for a in ALL_ACTIONS if model.Operation(a, {}).absent_target_means_done}  # type: ignore[arg-type]
     assert done == {
         "DetachRolePolicy",
         "DeleteRolePolicy",

@@ -327,7 +327,7 @@ def test_one_diff_drives_an_update_that_removes_all_drift(
     observed = observe(iam, role)
     drifts = diff.diff(role, observed)
     operations = plan.plan_update(role, observed, drifts)
-    assert {op.aspect for op in operations} <= {d.aspect for d in drifts}
+    assert {a for op in operations for a in op.aspects} <= {d.aspect for d in drifts}
     _assert_restrictive_first(operations)
     iam.apply(operations)
 

@@ -40,6 +40,12 @@ class Aspect(StrEnum):
     RoleMissing = "RoleMissing"
 
 
+def ordered(aspects: Iterable[Aspect]) -> tuple[Aspect, ...]:
+    """`aspects` in declaration order, so reports and metrics list them the same way each time."""
+    wanted = set(aspects)
+    return tuple(aspect for aspect in Aspect if aspect in wanted)
+
+
 class RefusalReason(StrEnum):
     """The Ready=False reasons the core itself can decide (a subset of DESIGN section 2)."""
 
@@ -236,13 +242,15 @@ class Operation:
     """One IAM API call: `params` are exactly the request parameters boto3 takes.
 
     Every operation is a write (reads are the adapter's business, not a plan's), which is what
-    the paused annotation and the AccountMismatch guard key on. `aspect` says which drift the
-    call repairs (None for deletion and release), for the remediation metric.
+    the paused annotation and the AccountMismatch guard key on. `aspects` names every drifted
+    aspect the call repairs (one UpdateRole repairs Description and MaxSessionDuration at once;
+    empty for deletion and release): the status, the drift gauge and the remediation metric
+    count an aspect as repaired only when an applied operation names it.
     """
 
     action: IamAction
     params: Mapping[str, Any] = field(hash=False)
-    aspect: Aspect | None = None
+    aspects: frozenset[Aspect] = frozenset()
 
     @property
     def method_name(self) -> str:

@@ -445,7 +445,8 @@ def report(
                 "operations": [
                     {
                         "action": operation.action,
-                        "aspect": operation.aspect.value if operation.aspect else None,
+                        "aspect": next((a.value for a in model.ordered(operation.aspects)), None),
+                        "aspects": [aspect.value for aspect in model.ordered(operation.aspects)],
                         "params": operation_params(operation),
                     }
                     for operation in result.operations
