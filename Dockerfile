@@ -31,15 +31,8 @@ ENV UV_NO_CACHE=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
 # The build backend (hatchling) and its dependencies, pinned with hashes: uv.lock does not
-# cover build requirements.
-COPY <<'EOF' /build-constraints.txt
-hatchling==1.33.0 --hash=sha256:415290b84f464d2884303fca8974d38e7b85579069fab02a15db0828fbb1446d --hash=sha256:4c422bd4d554fcff5de5b73e9596f85e41e9f97f7e553d8f7595ecb31a627bef
-packaging==26.4 --hash=sha256:81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2 --hash=sha256:c4b671c41ddb9bf26e543c37723610d28fb6bf7affc4da17cf048d419d2c062a
-pathspec==1.1.1 --hash=sha256:17db5ecd524104a120e173814c90367a96a98d07c45b2e10c2f3919fff91bf5a --hash=sha256:a00ce642f577bf7f473932318056212bc4f8bfdf53128c78bbd5af0b9b20b189
-pluggy==1.7.0 --hash=sha256:7dd7b0d8832ba3cb632c306926ded123429211b83641b35dc5c41ad2d34f9bec --hash=sha256:d1eaa46ebb595891b860ab086b4d09c8588af65ebd4361b8e8f4bb8920b90ba8
-tomlkit==0.15.2 --hash=sha256:05562412163a3037b94497385fb7f9204c637bc605af7a48199e41cf2272f437 --hash=sha256:83e32755ba1d20d9340bd069ee97e9f6232ba2346b63ffcba425de01f7e327a6
-trove-classifiers==2026.9.21.13 --hash=sha256:0a9ebc8d4e2f3e8a22848c5258033035bec17a3012ac3fea16dbaa764489eb71 --hash=sha256:8b1ff4f9c191b1040b71c37f1e445ab99732911e3cd91de52838453a854d7a17
-EOF
+# cover build requirements. (A file, not a heredoc: buildah 1.28, Debian 12's, has no heredocs.)
+COPY hack/image/build-constraints.txt /build-constraints.txt
 
 COPY pyproject.toml uv.lock README.md ./
 COPY operator/ ./operator/
@@ -71,11 +64,13 @@ LABEL org.opencontainers.image.title="ecsrole" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 # A passwd entry for UID 65532: kopf asks for the user name (getpass), which fails for a UID
 # the system does not know; LOGNAME below answers first, so another runAsUser works too. pip,
-# setuptools and wheel of the base image are not needed at run time.
+# setuptools and wheel of the official base image are not needed at run time (a base built
+# from Debian packages, as `make test-cluster` uses, has none).
 RUN groupadd --system --gid 65532 ecsrole \
     && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
         --shell /usr/sbin/nologin ecsrole \
-    && python -m pip uninstall --yes --no-cache-dir pip setuptools wheel
+    && if python -m pip --version >/dev/null 2>&1; then \
+        python -m pip uninstall --yes --no-cache-dir pip setuptools wheel; fi
 COPY --from=build /opt/ecsrole /opt/ecsrole
 # glibc: fixed mmap/trim thresholds and two arenas give memory back after bursts (a start
 # with thousands of objects); see docs/performance.md for the figures with and without.

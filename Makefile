@@ -26,6 +26,10 @@ controlplane: ## build etcd, kube-apiserver and kubectl from the pinned Go modul
 helm: ## build helm from its pinned Go module (hack/helm/go.mod; cached)
 	@bash hack/helm/build.sh
 
+.PHONY: health
+health: ## build ecsrole-health (kstatus, Flux's CEL health checks, gopher-lua) from hack/health/go.mod (cached)
+	@bash hack/health/build.sh >/dev/null
+
 .PHONY: manifests
 manifests: install ## regenerate the chart's copies of the CRD and monitoring files, and the kustomize PrometheusRule
 	.venv/bin/python -m tests.stack.manifests write
@@ -51,18 +55,31 @@ dev-down: ## stop everything dev/dev-up started
 	@if [ -x .venv/bin/python ]; then .venv/bin/python -m tests.stack.dev down; fi
 
 .PHONY: lint
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import contracts (pyproject.toml [tool.importlinter])
 	.venv/bin/ruff check operator tests bench
 	.venv/bin/ruff format --check operator tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
 
 .PHONY: test-unit
 test-unit: install ## pure unit tests only
 	.venv/bin/pytest -m unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: install controlplane helm lint ## lint, unit and e2e tests against a real API server and moto
+test: install controlplane helm health lint ## lint, unit and e2e tests against a real API server and moto
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: node
+node: ## build kubelet, kube-controller-manager, kube-scheduler from the control plane's pin (cached)
+	@bash hack/node/build.sh
+
+.PHONY: image
+image: ## build the operator image from the Dockerfile with buildah on local Debian bases (root; cached)
+	@bash hack/image/build.sh
+
+.PHONY: test-cluster
+test-cluster: install controlplane helm node image ## root: the image on a real single-node cluster (containerd, kubelet), installed with Helm and kustomize
+	.venv/bin/pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 .PHONY: chaos
 chaos: install controlplane helm ## reliability scenarios under faults (at most 15 min): bench/results/chaos-*.json, docs/reliability.md

@@ -1,29 +1,104 @@
 """The `ecsrole` command: `run` starts the operator, `check-config` validates a configuration,
 `diff` and `import` are the GitOps and brownfield tools (ecsrole.tools, docs/cli.md).
 
-Importable without kopf or boto3: each command imports what it needs when it runs.
+Built on click, like kopf's own command. Every option of `run` has an environment variable, and
+the rules are the usual ones (12-factor): a flag on the command line wins over its variable, the
+variable over the default, an empty variable counts as unset, and a value that does not parse is
+a usage error (exit 2) naming the flag and the variable, never a traceback and never a silent
+default. Booleans accept true/false, 1/0, yes/no, on/off, t/f and y/n in any case.
+
+Importable without kopf or boto3: each command imports what it needs when it runs. A new command
+is one more `@ecsrole.command`, a new option of `run` one more `@click.option` and keyword.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ecsrole import __version__
+import click
+import click.core
+
+from ecsrole import __version__, leader
 from ecsrole import config as config_module
-from ecsrole.leader import LeaseSettings
+
+if TYPE_CHECKING:
+    from ecsrole import logs
 
 DEFAULT_CONFIG_PATH = "/etc/ecsrole/config.yaml"
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: A lease shorter than this leaves no room between renew deadline and retry period.
+MIN_LEASE_DURATION = 1.0
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default) or default
+class EnvOption(click.Option):
+    """An option that shows its environment variable in --help (click names it in errors)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("show_envvar", True)
+        super().__init__(*args, **kwargs)
+
+
+class Address(click.ParamType[tuple[str, int]]):
+    """HOST:PORT; an empty host means every interface, as for any exporter."""
+
+    name = "HOST:PORT"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        host, sep, port = str(value).rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            self.fail(f"expected HOST:PORT, got {value!r}", param, ctx)
+        return host or "0.0.0.0", int(port)  # noqa: S104 - in-cluster default
+
+
+class NamespaceList(click.ParamType[str]):
+    """One namespace (glob) per flag; the environment variable holds them comma-separated."""
+
+    name = "NAMESPACE"
+    envvar_list_splitter = ","
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(value).strip()
+
+
+def _drop_empty(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """`ECSROLE_WATCH_NAMESPACES=""` (the chart's default) and stray commas mean no entry."""
+    return tuple(namespace for namespace in value if namespace)
+
+
+class RoleArnTemplate(click.ParamType[str]):
+    """`--role-arn-template`: a role ARN with "{account}" where each account id goes."""
+
+    name = "ARN"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from ecsrole.core import iam
+
+        text = str(value)
+        if "{account}" not in text:
+            self.fail(
+                'must contain "{account}", e.g. arn:aws:iam::{account}:role/ecsrole-diff',
+                param,
+                ctx,
+            )
+        parsed = iam.parse_role_arn(text.replace("{account}", "123456789012"))
+        if isinstance(parsed, str):
+            self.fail(f"not a role ARN once {{account}} is filled in: {parsed}", param, ctx)
+        return text
 
 
 def _in_cluster_namespace() -> str:
@@ -33,259 +108,314 @@ def _in_cluster_namespace() -> str:
         return "default"
 
 
-def _address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host or "0.0.0.0", int(port)  # noqa: S104 - in-cluster default, like any exporter
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecsrole",
-        description="Keeps AWS ECS task execution IAM roles exactly as EcsExecutionRole resources declare them.",
-    )
-    parser.add_argument("--version", action="version", version=f"ecsrole {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = commands.add_parser(
-        "run",
-        help="run the operator",
-        description="Run the operator against the cluster in KUBECONFIG (or in-cluster) and AWS "
-        "(standard AWS credential chain). Every flag has an environment variable.",
-    )
-    run.add_argument(
-        "--config",
-        default=_env("ECSROLE_CONFIG", DEFAULT_CONFIG_PATH),
-        help=f"operator configuration file (env ECSROLE_CONFIG, default {DEFAULT_CONFIG_PATH})",
-    )
-    run.add_argument(
-        "--metrics-address",
-        type=_address,
-        default=_address(_env("ECSROLE_METRICS_ADDRESS", "0.0.0.0:8080")),
-        help="HOST:PORT of the Prometheus /metrics endpoint (env ECSROLE_METRICS_ADDRESS, default 0.0.0.0:8080)",
-    )
-    run.add_argument(
-        "--health-address",
-        type=_address,
-        default=_address(_env("ECSROLE_HEALTH_ADDRESS", "0.0.0.0:8081")),
-        help="HOST:PORT of the liveness endpoint /healthz (env ECSROLE_HEALTH_ADDRESS, default 0.0.0.0:8081)",
-    )
-    run.add_argument(
-        "--log-format",
-        choices=("auto", "json", "console"),
-        default=_env("ECSROLE_LOG_FORMAT", "auto"),
-        help="auto: JSON lines unless stderr is a terminal (env ECSROLE_LOG_FORMAT)",
-    )
-    run.add_argument(
-        "--log-level",
-        default=_env("ECSROLE_LOG_LEVEL", "INFO"),
-        help="DEBUG, INFO, WARNING or ERROR (env ECSROLE_LOG_LEVEL, default INFO)",
-    )
-    run.add_argument(
-        "--namespace",
-        action="append",
-        default=[n for n in _env("ECSROLE_WATCH_NAMESPACES", "").split(",") if n],
-        help="watch only this namespace (repeatable; env ECSROLE_WATCH_NAMESPACES, comma-separated); "
-        "default: all namespaces",
-    )
-    run.add_argument(
-        "--leader-election",
-        action=argparse.BooleanOptionalAction,
-        default=_env("ECSROLE_LEADER_ELECTION", "true").lower() == "true",
-        help="run only while holding a coordination.k8s.io Lease, so replicas can stand by "
-        "(env ECSROLE_LEADER_ELECTION, default true)",
-    )
-    run.add_argument(
-        "--lease-name",
-        default=_env("ECSROLE_LEASE_NAME", "ecsrole-leader"),
-        help="name of the Lease (env ECSROLE_LEASE_NAME, default ecsrole-leader)",
-    )
-    run.add_argument(
-        "--lease-namespace",
-        default=_env("ECSROLE_LEASE_NAMESPACE", _env("POD_NAMESPACE", _in_cluster_namespace())),
-        help="namespace of the Lease (env ECSROLE_LEASE_NAMESPACE, else POD_NAMESPACE, else the "
-        "pod's own namespace, else default)",
-    )
-    run.add_argument(
-        "--lease-duration",
-        type=float,
-        default=float(_env("ECSROLE_LEASE_DURATION", "15")),
-        help="seconds a standby waits for a silent leader before taking over; the leader stops "
-        "when it cannot renew within two thirds of it (env ECSROLE_LEASE_DURATION, default 15)",
-    )
-    run.add_argument(
-        "--aws-workers",
-        type=int,
-        default=int(_env("ECSROLE_AWS_WORKERS", "16")),
-        help="threads for AWS calls, so the event loop never blocks (env ECSROLE_AWS_WORKERS, default 16)",
+def _address_option(flag: str, envvar: str, port: int, endpoint: str) -> Callable[[F], F]:
+    return click.option(
+        flag,
+        cls=EnvOption,
+        envvar=envvar,
+        type=Address(),
+        default=f"0.0.0.0:{port}",  # every interface: in-cluster default, like any exporter
+        show_default=True,
+        help=f"HOST:PORT of {endpoint} endpoint.",
     )
 
-    check = commands.add_parser(
-        "check-config",
-        help="validate an operator configuration file",
-        description="Validate an operator configuration file; every problem is printed with the field it concerns.",
-    )
-    check.add_argument("file", help="configuration file (YAML)")
-    _add_tool_parsers(commands)
-    return parser
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ecsrole", message="%(prog)s %(version)s")
+def ecsrole() -> None:
+    """Keeps AWS ECS task execution IAM roles exactly as EcsExecutionRole resources declare them."""
 
 
-def _role_arn_template(value: str) -> str:
-    from ecsrole.core import iam
+@ecsrole.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    cls=EnvOption,
+    envvar="ECSROLE_CONFIG",
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    help="Operator configuration file.",
+)
+@_address_option("--metrics-address", "ECSROLE_METRICS_ADDRESS", 8080, "the Prometheus /metrics")
+@_address_option("--health-address", "ECSROLE_HEALTH_ADDRESS", 8081, "the liveness /healthz")
+@click.option(
+    "--log-format",
+    cls=EnvOption,
+    envvar="ECSROLE_LOG_FORMAT",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="auto: JSON lines unless stderr is a terminal.",
+)
+@click.option(
+    "--log-level",
+    cls=EnvOption,
+    envvar="ECSROLE_LOG_LEVEL",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log level (any letter case).",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    cls=EnvOption,
+    envvar="ECSROLE_WATCH_NAMESPACES",
+    type=NamespaceList(),
+    multiple=True,
+    callback=_drop_empty,
+    help="Watch only this namespace (glob); repeatable. The environment variable is "
+    "comma-separated, and flags replace it. Default: all namespaces.",
+)
+@click.option(
+    "--leader-election/--no-leader-election",
+    cls=EnvOption,
+    envvar="ECSROLE_LEADER_ELECTION",
+    default=True,
+    show_default=True,
+    help="Run only while holding a coordination.k8s.io Lease, so replicas can stand by.",
+)
+@click.option(
+    "--lease-name",
+    cls=EnvOption,
+    envvar="ECSROLE_LEASE_NAME",
+    default="ecsrole-leader",
+    show_default=True,
+    help="Name of the Lease.",
+)
+@click.option(
+    "--lease-namespace",
+    cls=EnvOption,
+    envvar=["ECSROLE_LEASE_NAMESPACE", "POD_NAMESPACE"],
+    default=_in_cluster_namespace,
+    show_default="the pod's own namespace, else default",
+    help="Namespace of the Lease.",
+)
+@click.option(
+    "--lease-duration",
+    cls=EnvOption,
+    envvar="ECSROLE_LEASE_DURATION",
+    type=click.FloatRange(min=MIN_LEASE_DURATION),
+    default=15.0,
+    show_default=True,
+    help="Seconds a standby waits for a silent leader before taking over; the leader stops "
+    "when it cannot renew within two thirds of it.",
+)
+@click.option(
+    "--aws-workers",
+    cls=EnvOption,
+    envvar="ECSROLE_AWS_WORKERS",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Threads for AWS calls, so the event loop never blocks.",
+)
+def run_command(
+    *,
+    config_path: str,
+    metrics_address: tuple[str, int],
+    health_address: tuple[str, int],
+    log_format: str,
+    log_level: str,
+    namespaces: tuple[str, ...],
+    leader_election: bool,
+    lease_name: str,
+    lease_namespace: str,
+    lease_duration: float,
+    aws_workers: int,
+) -> int:
+    """Run the operator against the cluster in KUBECONFIG (or in-cluster) and AWS (standard AWS
+    credential chain). Every option has an environment variable."""
+    from ecsrole import runtime  # kopf and boto3 load only when the operator runs
 
-    if "{account}" not in value:
-        raise argparse.ArgumentTypeError(
-            'must contain "{account}", e.g. arn:aws:iam::{account}:role/ecsrole-diff'
-        )
-    parsed = iam.parse_role_arn(value.replace("{account}", "123456789012"))
-    if isinstance(parsed, str):
-        raise argparse.ArgumentTypeError(f"not a role ARN once {{account}} is filled in: {parsed}")
-    return value
-
-
-def _add_tool_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`diff` and `import`: thin wiring; the logic is in ecsrole.tools (see docs/cli.md)."""
-    template_help = (
-        "assume this role in every account instead of the configuration's roleArn, e.g. "
-        "arn:aws:iam::{account}:role/ecsrole-readonly (a read-only role for CI)"
-    )
-    diff = commands.add_parser(
-        "diff",
-        help="show the IAM changes the operator would make for EcsExecutionRole manifests",
-        description="Judge EcsExecutionRole manifests against IAM as the operator would, without "
-        "a cluster, and print the changes it would make and the refusals. Read-only. Exit "
-        "status: 0 no changes, 2 changes or refusals, 1 error. See docs/cli.md.",
-    )
-    diff.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="FILE_OR_DIR",
-        help="manifest file, directory (read recursively) or - for stdin; repeatable",
-    )
-    diff.add_argument(
-        "--config",
-        metavar="FILE",
-        default=_env("ECSROLE_CONFIG", DEFAULT_CONFIG_PATH),
-        help=f"the operator's configuration file (env ECSROLE_CONFIG, default {DEFAULT_CONFIG_PATH})",
-    )
-    diff.add_argument(
-        "-o",
-        "--output",
-        choices=("text", "json"),
-        default="text",
-        help="text for people, json for machines (apiVersion ecsrole.dev/diff/v1)",
-    )
-    diff.add_argument(
-        "-n",
-        "--namespace",
-        default="default",
-        help="namespace of manifests without metadata.namespace (default: default)",
-    )
-    diff.add_argument(
-        "--role-arn-template", metavar="ARN", type=_role_arn_template, help=template_help
+    return runtime.run(
+        lease=lease_settings(lease_name, lease_namespace, lease_duration)
+        if leader_election
+        else None,
+        config_path=config_path,
+        metrics_address=metrics_address,
+        health_address=health_address,
+        log_format=cast("logs.LogFormat", log_format),  # one of the Choice's values
+        log_level=log_level.upper(),
+        namespaces=namespaces,
+        aws_workers=aws_workers,
     )
 
-    imp = commands.add_parser(
-        "import",
-        help="write EcsExecutionRole manifests for an account's existing ECS execution roles",
-        description="Find the roles of an account that trust ecs-tasks.amazonaws.com and write "
-        "one manifest per role (adopt: true, deletionPolicy: Retain, the role's current "
-        "settings). Read-only. See docs/cli.md.",
+
+def lease_settings(name: str, namespace: str, duration: float) -> leader.LeaseSettings:
+    """The Lease timings of client-go's defaults (15 s, 10 s, 2 s), scaled to `duration`."""
+    return leader.LeaseSettings(
+        namespace=namespace,
+        name=name,
+        identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        lease_duration=duration,
+        renew_deadline=duration * 2 / 3,
+        retry_period=max(0.5, duration / 7.5),
     )
-    imp.add_argument("--account", required=True, metavar="ID", help="12-digit AWS account id")
-    imp.add_argument(
-        "--config",
-        metavar="FILE",
-        default=os.environ.get("ECSROLE_CONFIG") or None,
-        help="the operator's configuration file (env ECSROLE_CONFIG): how to reach the account, "
-        "and the allow-lists the manifests are checked against",
-    )
-    imp.add_argument(
-        "-n", "--namespace", default="default", help="metadata.namespace of the manifests"
-    )
-    imp.add_argument(
-        "--output", metavar="DIR", help="write one file per role here (default: stdout)"
-    )
-    imp.add_argument(
-        "--path-prefix",
-        metavar="PATH",
-        help="only roles under this IAM path (default: the account's rolePathPrefix, else /)",
-    )
-    imp.add_argument(
-        "--role-arn-template", metavar="ARN", type=_role_arn_template, help=template_help
-    )
-    imp.add_argument("--force", action="store_true", help="overwrite existing files")
 
 
-def _check_config(path: str) -> int:
+@ecsrole.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+def check_config_command(file: str) -> int:
+    """Validate an operator configuration file; every problem is printed with the field it
+    concerns."""
     try:
-        loaded = config_module.load_config(path)
+        loaded = config_module.load_config(file)
     except config_module.ConfigError as error:
-        print(f"{path}: invalid configuration", file=sys.stderr)
+        click.echo(f"{file}: invalid configuration", err=True)
         for problem in error.errors:
-            print(f"  - {problem}", file=sys.stderr)
+            click.echo(f"  - {problem}", err=True)
         return 1
-    print(f"{path}: valid ({len(loaded.accounts)} account(s), cluster {loaded.cluster_name})")
+    click.echo(f"{file}: valid ({len(loaded.accounts)} account(s), cluster {loaded.cluster_name})")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "check-config":
-        return _check_config(args.file)
-    if args.command == "diff":
-        from ecsrole.tools import diff
+_TEMPLATE_HELP = (
+    "Assume this role in every account instead of the configuration's roleArn, e.g. "
+    "arn:aws:iam::{account}:role/ecsrole-readonly (a read-only role for CI)."
+)
 
-        return diff.run(
-            diff.DiffOptions(
-                files=args.files,
-                config_path=args.config,
-                output=args.output,
-                namespace=args.namespace,
-                role_arn_template=args.role_arn_template,
-            )
-        )
-    if args.command == "import":
-        from ecsrole.tools import importer
 
-        return importer.run(
-            importer.ImportOptions(
-                account_id=args.account,
-                config_path=args.config,
-                namespace=args.namespace,
-                output_dir=args.output,
-                path_prefix=args.path_prefix,
-                role_arn_template=args.role_arn_template,
-                force=args.force,
-            )
-        )
-    from ecsrole import runtime  # kopf and boto3 load only when the operator runs
+@ecsrole.command("diff")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    metavar="FILE_OR_DIR",
+    help="Manifest file, directory (read recursively) or - for stdin; repeatable.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    cls=EnvOption,
+    envvar="ECSROLE_CONFIG",
+    metavar="FILE",
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    help="The operator's configuration file.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for machines (apiVersion ecsrole.dev/diff/v1).",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    default="default",
+    show_default=True,
+    help="Namespace of manifests without metadata.namespace.",
+)
+@click.option("--role-arn-template", type=RoleArnTemplate(), help=_TEMPLATE_HELP)
+def diff_command(
+    *,
+    files: tuple[str, ...],
+    config_path: str,
+    output: str,
+    namespace: str,
+    role_arn_template: str | None,
+) -> int:
+    """Show the IAM changes the operator would make for EcsExecutionRole manifests.
 
-    lease = None
-    if args.leader_election:
-        duration = args.lease_duration
-        lease = LeaseSettings(
-            namespace=args.lease_namespace,
-            name=args.lease_name,
-            identity=f"{_env('POD_NAME', socket.gethostname())}_{uuid.uuid4().hex[:8]}",
-            lease_duration=duration,
-            renew_deadline=duration * 2 / 3,
-            retry_period=max(0.5, duration / 7.5),
+    Judges the manifests against IAM as the operator would, without a cluster, and prints the
+    changes it would make and the refusals. Read-only. Exit status: 0 no changes, 2 changes or
+    refusals, 1 error. See docs/cli.md.
+    """
+    from ecsrole.tools import diff
+
+    return diff.run(
+        diff.DiffOptions(
+            files=list(files),
+            config_path=config_path,
+            output=output,
+            namespace=namespace,
+            role_arn_template=role_arn_template,
         )
-    return runtime.run(
-        lease=lease,
-        config_path=args.config,
-        metrics_address=args.metrics_address,
-        health_address=args.health_address,
-        log_format=args.log_format,
-        log_level=args.log_level,
-        namespaces=tuple(args.namespace),
-        aws_workers=args.aws_workers,
     )
+
+
+@ecsrole.command("import")
+@click.option(
+    "--account", "account_id", required=True, metavar="ID", help="12-digit AWS account id."
+)
+@click.option(
+    "--config",
+    "config_path",
+    cls=EnvOption,
+    envvar="ECSROLE_CONFIG",
+    metavar="FILE",
+    default=None,
+    help="The operator's configuration file: how to reach the account, and the allow-lists "
+    "the manifests are checked against.",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    default="default",
+    show_default=True,
+    help="metadata.namespace of the manifests.",
+)
+@click.option(
+    "--output", "output_dir", metavar="DIR", help="Write one file per role here (default: stdout)."
+)
+@click.option(
+    "--path-prefix",
+    metavar="PATH",
+    help="Only roles under this IAM path (default: the account's rolePathPrefix, else /).",
+)
+@click.option("--role-arn-template", type=RoleArnTemplate(), help=_TEMPLATE_HELP)
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def import_command(
+    *,
+    account_id: str,
+    config_path: str | None,
+    namespace: str,
+    output_dir: str | None,
+    path_prefix: str | None,
+    role_arn_template: str | None,
+    force: bool,
+) -> int:
+    """Write EcsExecutionRole manifests for an account's existing ECS execution roles.
+
+    Finds the roles of an account that trust ecs-tasks.amazonaws.com and writes one manifest per
+    role (adopt: true, deletionPolicy: Retain, the role's current settings). Read-only. See
+    docs/cli.md.
+    """
+    from ecsrole.tools import importer
+
+    return importer.run(
+        importer.ImportOptions(
+            account_id=account_id,
+            config_path=config_path,
+            namespace=namespace,
+            output_dir=output_dir,
+            path_prefix=path_prefix,
+            role_arn_template=role_arn_template,
+            force=force,
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command and return its exit status; a usage error exits 2 with click's message."""
+    try:
+        result = ecsrole.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="ecsrole",
+            standalone_mode=False,
+        )
+    except click.ClickException as error:
+        error.show()
+        raise SystemExit(error.exit_code) from None
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        raise SystemExit(1) from None
+    return int(result or 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The operator's configuration (DESIGN section 3): typed, frozen, validated by hand.
+"""Loads the operator's configuration (DESIGN section 3) and validates it by hand into the model
+in ecsrole.core.config (typed, frozen, free of I/O).
 
 The file is written by a platform team and mounted from a ConfigMap, and a mistake in it can
 open an AWS account to the wrong namespace. So parsing is strict and exhaustive:
@@ -19,35 +20,20 @@ Nothing here talks to AWS; the values are checked for shape and consistency only
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import json
 import math
 import os
 import re
 import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import yaml
 import yaml.constructor
 import yaml.nodes
 
-from ecsrole.core import iam
-
-DEFAULT_REGION = "us-east-1"
-DEFAULT_DRIFT_CHECK_INTERVAL = 60.0
-#: A sweep reads every role of an account; more often than this is a hot loop against IAM.
-MIN_DRIFT_CHECK_INTERVAL = 1.0
-#: After its own write the operator does not trust a read of that aspect for this long: IAM is
-#: eventually consistent (Terraform waits up to 2 minutes), and a stale read must not look like
-#: drift. 0 suits only a strongly consistent emulator such as moto.
-DEFAULT_SETTLE_WINDOW = 15.0
-MAX_SETTLE_WINDOW = 300.0
-DEFAULT_MAX_CALLS_PER_SECOND = 10.0
-#: Role paths AWS reserves for its own roles (service-linked roles, IAM Identity Center).
-RESERVED_PATH_PREFIXES = ("/aws-service-role/", "/aws-reserved/")
+from ecsrole.core import config as config_model
+from ecsrole.core import constants, iam
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]+")
@@ -55,13 +41,6 @@ _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|h|m|s))+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
-
-
-class SweepMode(StrEnum):
-    """How the drift sweep reads an account (DESIGN section 4)."""
-
-    BULK = "bulk"
-    PER_ROLE = "perRole"
 
 
 class ConfigError(ValueError):
@@ -75,71 +54,7 @@ class ConfigError(ValueError):
         super().__init__(f"invalid operator configuration{where}:{lines}")
 
 
-@dataclass(frozen=True)
-class AccountConfig:
-    """One AWS account the operator may manage roles in, and what it allows there."""
-
-    account_id: str
-    role_arn: str | None = None
-    external_id: str | None = None
-    namespaces: tuple[str, ...] = ()
-    role_path_prefix: str = "/"
-    permissions_boundary_arn: str | None = None
-    allowed_policy_arns: tuple[str, ...] = ()
-    allowed_resource_patterns: Mapping[str, tuple[str, ...]] = field(
-        default_factory=dict, hash=False
-    )
-    allow_adoption: bool = False
-    ignored_tag_keys: tuple[str, ...] = ()
-    sweep_mode: SweepMode = SweepMode.BULK
-    max_calls_per_second: float = DEFAULT_MAX_CALLS_PER_SECOND
-
-    def allows_namespace(self, namespace: str) -> bool:
-        """True when a resource in `namespace` may manage roles in this account."""
-        return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in self.namespaces)
-
-    def resource_patterns_for(self, namespace: str) -> tuple[str, ...]:
-        """The ARN patterns `namespace` may grant access to, from every matching entry, in order."""
-        patterns: dict[str, None] = {}
-        for namespace_glob, arn_patterns in self.allowed_resource_patterns.items():
-            if fnmatch.fnmatchcase(namespace, namespace_glob):
-                patterns.update(dict.fromkeys(arn_patterns))
-        return tuple(patterns)
-
-    def policy_allowed(self, arn: str) -> bool:
-        """True when `arn` matches one of allowedPolicyArns (the seed policy is desired's call)."""
-        return any(fnmatch.fnmatchcase(arn, pattern) for pattern in self.allowed_policy_arns)
-
-
-@dataclass(frozen=True)
-class OperatorConfig:
-    """The whole operator configuration."""
-
-    cluster_name: str
-    region: str = DEFAULT_REGION
-    drift_check_interval: float = DEFAULT_DRIFT_CHECK_INTERVAL
-    settle_window: float = DEFAULT_SETTLE_WINDOW
-    events_sqs_queue_url: str | None = None
-    protected_role_names: tuple[str, ...] = ()
-    accounts: Mapping[str, AccountConfig] = field(default_factory=dict, hash=False)
-
-    def account(self, account_id: str) -> AccountConfig | None:
-        """The entry for `account_id`, or None: an unlisted account gets zero AWS calls."""
-        return self.accounts.get(account_id)
-
-    def account_map_role_names(self, account_id: str) -> tuple[str, ...]:
-        """Names of the roles the account map itself assumes in `account_id` (never adopted)."""
-        names = []
-        for account in self.accounts.values():
-            if account.role_arn is None:
-                continue
-            parsed = iam.parse_role_arn(account.role_arn)
-            if not isinstance(parsed, str) and parsed.account == account_id:
-                names.append(parsed.name)
-        return tuple(names)
-
-
-def load_config(path: str | os.PathLike[str]) -> OperatorConfig:
+def load_config(path: str | os.PathLike[str]) -> config_model.OperatorConfig:
     """Read, parse and validate the YAML file at `path`; ConfigError names the file."""
     source = os.fspath(path)
     try:
@@ -158,7 +73,7 @@ def load_config(path: str | os.PathLike[str]) -> OperatorConfig:
         raise ConfigError(error.errors, source=source) from None
 
 
-def parse_config(data: object) -> OperatorConfig:
+def parse_config(data: object) -> config_model.OperatorConfig:
     """Validate already-loaded configuration data; ConfigError lists every problem found."""
     problems = _Problems()
     if data is None:
@@ -176,9 +91,9 @@ def parse_config(data: object) -> OperatorConfig:
         data.get("settleWindow"),
         "settleWindow",
         problems,
-        default=DEFAULT_SETTLE_WINDOW,
+        default=config_model.DEFAULT_SETTLE_WINDOW,
         minimum=0.0,
-        maximum=MAX_SETTLE_WINDOW,
+        maximum=config_model.MAX_SETTLE_WINDOW,
     )
     queue_url = _events(data.get("events"), problems)
     protected = _string_list(
@@ -190,7 +105,7 @@ def parse_config(data: object) -> OperatorConfig:
     accounts = _accounts(data, problems)
     if problems:
         raise ConfigError(problems)
-    return OperatorConfig(
+    return config_model.OperatorConfig(
         cluster_name=cluster_name,
         region=region,
         drift_check_interval=interval,
@@ -349,7 +264,7 @@ def _cluster_name(value: object, problems: _Problems) -> str:
 def _region(value: object, problems: _Problems) -> str:
     region = _optional_str(value, "region", problems)
     if region is None:
-        return DEFAULT_REGION
+        return config_model.DEFAULT_REGION
     if not iam.is_region(region):
         problems.add("region", f"{region!r} is not an AWS region name such as us-east-1")
     return region
@@ -360,8 +275,8 @@ def _duration(
     path: str,
     problems: _Problems,
     *,
-    default: float = DEFAULT_DRIFT_CHECK_INTERVAL,
-    minimum: float = MIN_DRIFT_CHECK_INTERVAL,
+    default: float = config_model.DEFAULT_DRIFT_CHECK_INTERVAL,
+    minimum: float = config_model.MIN_DRIFT_CHECK_INTERVAL,
     maximum: float | None = None,
 ) -> float:
     """Seconds from a number or a Go-style duration ("60s", "5m", "1h30m")."""
@@ -414,7 +329,9 @@ def _events(value: object, problems: _Problems) -> str | None:
     return url
 
 
-def _accounts(data: Mapping[Any, Any], problems: _Problems) -> dict[str, AccountConfig]:
+def _accounts(
+    data: Mapping[Any, Any], problems: _Problems
+) -> dict[str, config_model.AccountConfig]:
     if "accounts" not in data:
         problems.add(
             "accounts",
@@ -429,7 +346,7 @@ def _accounts(data: Mapping[Any, Any], problems: _Problems) -> dict[str, Account
             "accounts", f"must be a mapping of account ids to settings, not {_type_name(value)}"
         )
         return {}
-    accounts: dict[str, AccountConfig] = {}
+    accounts: dict[str, config_model.AccountConfig] = {}
     for key, settings in value.items():
         if isinstance(key, int) and not isinstance(key, bool):
             problems.add(
@@ -451,7 +368,7 @@ def _accounts(data: Mapping[Any, Any], problems: _Problems) -> dict[str, Account
 
 def _account(
     account_id: str, settings: object, path: str, problems: _Problems
-) -> AccountConfig | None:
+) -> config_model.AccountConfig | None:
     if settings is None:
         settings = {}
     if not isinstance(settings, Mapping):
@@ -494,7 +411,7 @@ def _account(
         prefix = "/"
     elif (problem := iam.path_problem(prefix)) is not None:
         problems.add(at("rolePathPrefix"), problem)
-    elif prefix.startswith(RESERVED_PATH_PREFIXES):
+    elif prefix.startswith(constants.RESERVED_PATH_PREFIXES):
         problems.add(at("rolePathPrefix"), f"{prefix} is reserved for roles AWS creates itself")
 
     boundary = _optional_str(
@@ -535,7 +452,7 @@ def _account(
     rate = _rate(settings.get("maxCallsPerSecond"), at("maxCallsPerSecond"), problems)
     allow_adoption = _bool(settings.get("allowAdoption"), at("allowAdoption"), problems)
 
-    return AccountConfig(
+    return config_model.AccountConfig(
         account_id=account_id,
         role_arn=role_arn,
         external_id=external_id,
@@ -570,7 +487,7 @@ def _ignored_tag_key_problem(key: str) -> str | None:
     problem = iam.tag_key_problem(key)
     if problem is not None:
         return problem
-    if key.lower().startswith("ecsrole.dev/"):
+    if key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX):
         return f"{key!r} is an ownership tag key and cannot be ignored"
     return None
 
@@ -601,30 +518,30 @@ def _resource_patterns(value: object, path: str, problems: _Problems) -> dict[st
     return patterns
 
 
-def _sweep_mode(value: object, path: str, problems: _Problems) -> SweepMode:
+def _sweep_mode(value: object, path: str, problems: _Problems) -> config_model.SweepMode:
     if value is None:
-        return SweepMode.BULK
-    for mode in SweepMode:
+        return config_model.SweepMode.BULK
+    for mode in config_model.SweepMode:
         if value == mode.value:
             return mode
-    allowed = [mode.value for mode in SweepMode]
+    allowed = [mode.value for mode in config_model.SweepMode]
     hint = ""
     if isinstance(value, str):
         close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
     problems.add(path, f"must be {' or '.join(allowed)}, not {value!r}{hint}")
-    return SweepMode.BULK
+    return config_model.SweepMode.BULK
 
 
 def _rate(value: object, path: str, problems: _Problems) -> float:
     if value is None:
-        return DEFAULT_MAX_CALLS_PER_SECOND
+        return config_model.DEFAULT_MAX_CALLS_PER_SECOND
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(path, f"must be a number, not {_type_name(value)}")
-        return DEFAULT_MAX_CALLS_PER_SECOND
+        return config_model.DEFAULT_MAX_CALLS_PER_SECOND
     if not math.isfinite(value) or value <= 0:
         problems.add(path, f"must be a finite number greater than 0, not {value!r}")
-        return DEFAULT_MAX_CALLS_PER_SECOND
+        return config_model.DEFAULT_MAX_CALLS_PER_SECOND
     return float(value)
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ecsrole.aws.clients import AccountAccess, ClientFactory
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
-from ecsrole.config import AccountConfig, OperatorConfig
+from ecsrole.core.config import AccountConfig, OperatorConfig
 from ecsrole.core.model import Aspect
 
 T = TypeVar("T")
@@ -56,6 +56,9 @@ class OperatorContext:
     resources: Any = None  # kopf's index of resources by account, set at startup
     claims: Any = None  # kopf's index of claims by account and role name (core.claims)
     sweeper: Any = None  # sweeper.Sweeper of the current leadership term (wakes claimants)
+    #: Monotonic seconds for the settle window, the identity cache and the seed (tests pass a
+    #: fake clock); wall-clock times (in-sync observations) stay time.time.
+    clock: Callable[[], float] = time.monotonic
     seeds: Any = None  # sweeper.Seeder of the current leadership term
 
     def __copy__(self) -> OperatorContext:
@@ -82,7 +85,7 @@ class OperatorContext:
                 account.account_id, threading.Lock()
             )
         with account_lock:
-            now = time.monotonic()
+            now = self.clock()
             with self._identities.lock:
                 cached = self._identities.entries.get(account.account_id)
             if cached is not None and now - cached[0] < IDENTITY_TTL_SECONDS:
@@ -106,7 +109,7 @@ class OperatorContext:
             self._in_sync_at.pop(uid, None)
 
     def record_writes(self, account_id: str, role_name: str, aspects: Iterable[Aspect]) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._state_lock:
             written = self._writes.setdefault((account_id, role_name.lower()), {})
             for aspect in aspects:
@@ -114,7 +117,7 @@ class OperatorContext:
 
     def settling(self, account_id: str, role_name: str) -> frozenset[Aspect]:
         """Aspects the operator wrote within the settle window: not judged by a detection read."""
-        now = time.monotonic()
+        now = self.clock()
         with self._state_lock:
             written = self._writes.get((account_id, role_name.lower()), {})
             for aspect, at in list(written.items()):

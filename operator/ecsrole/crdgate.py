@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ecsrole import logs
-from ecsrole.kube import GROUP, PLURAL, VERSION, KubeClient, KubeError
+from ecsrole.core import constants
+from ecsrole.kube import KubeClient, KubeError
 
-CRD_NAME = f"{PLURAL}.{GROUP}"
+CRD_NAME = constants.CRD_NAME
 # How often the CRD is looked at while waiting for it (cheap reads; only while nothing is served).
 WAIT_POLL_SECONDS = 1.0
 # How often it is looked at while serving: a deletion or re-creation is noticed within this.
@@ -90,11 +91,11 @@ class KubeCrdProbe:
             return CrdState(uid=uid, established=established, terminating=True)
         if not established:
             return CrdState(uid=uid)
-        status, body = await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}")
+        status, body = await self.kube.request("GET", f"/apis/{constants.API_VERSION}")
         served = (
             status == 200
             and isinstance(body, dict)
-            and any(r.get("name") == PLURAL for r in body.get("resources") or [])
+            and any(r.get("name") == constants.PLURAL for r in body.get("resources") or [])
         )
         return CrdState(uid=uid, established=True, served=served)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,13 +23,12 @@ from ecsrole import health as health_module
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
 from ecsrole.core import claims
+from ecsrole.core.constants import GROUP, PLURAL, PREFIX, VERSION
 from ecsrole.kube import KubeClient, KubeError, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
 from ecsrole.sweeper import Seeder, Sweeper, post_events
 
-GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
-PREFIX = "ecsrole.dev"
 FINALIZER = f"{PREFIX}/finalizer"
 
 
@@ -87,7 +87,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     # Events are posted by a few workers, not one per object. A worker lingers idle for its
     # object before its slot frees; kopf's 1 s made 8 workers post 8 Events a second, so the
     # Events of 1,000 creations trickled out for minutes.
@@ -98,11 +98,48 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     memo.claims = kwargs["role_claims"]
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _in_cluster_info(
+    settings: kopf.OperatorSettings,
+    environ: Mapping[str, str],
+    account_dir: str = SERVICE_ACCOUNT_DIR,
+) -> kopf.ConnectionInfo | None:
+    """The pod's service account, addressed as client-go's in-cluster config does.
+
+    The API server is https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT (kopf's own
+    helper hard-codes https://kubernetes.default.svc, which needs cluster DNS and fails in
+    hostNetwork pods and on clusters with another domain). The token is read afresh on every
+    login: kubelet rotates the projected token in place, and kopf (like ecsrole.kube) logs in
+    again after a 401, so a rotated token is picked up. None outside a pod.
+    """
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    token_path = os.path.join(account_dir, "token")
+    if not host or not port or not os.path.exists(token_path):
+        return None
+    with open(token_path, encoding="utf-8") as file:
+        token = file.read().strip()
+    namespace = None
+    namespace_path = os.path.join(account_dir, "namespace")
+    if os.path.exists(namespace_path):
+        with open(namespace_path, encoding="utf-8") as file:
+            namespace = file.read().strip() or None
+    ca_path = os.path.join(account_dir, "ca.crt")
+    address = f"[{host}]" if ":" in host else host  # an IPv6 service address
+    return kopf.ConnectionInfo(
+        server=f"https://{address}:{port}",
+        ca_path=ca_path if os.path.exists(ca_path) else None,
+        token=token or None,
+        default_namespace=namespace,
+        trust_env=settings.networking.trust_env,
+        priority=20,  # kopf's own service-account priority, ahead of a kubeconfig
+    )
+
+
 def _connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
     """In-cluster service account first (also IRSA/Pod Identity pods), else KUBECONFIG."""
-    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
+    return _in_cluster_info(settings, os.environ) or kopf.login_with_kubeconfig(settings=settings)
 
 
 @kopf.on.login(registry=registry)

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 
-GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
-KIND = "EcsExecutionRole"
+from ecsrole.core import constants
+
 COMPONENT = "ecsrole"
 
 
@@ -132,7 +132,7 @@ class KubeClient:
         """Merge-patch the status subresource; the condition list is replaced whole."""
         await self._write(
             "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/{constants.PLURAL}/{name}/status",
             {"status": dict(status)},
             "application/merge-patch+json",
         )
@@ -141,7 +141,7 @@ class KubeClient:
         """Merge-patch the object itself (metadata only: the operator never writes spec)."""
         await self._write(
             "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}/{constants.PLURAL}/{name}",
             patch,
             "application/merge-patch+json",
         )
@@ -158,8 +158,8 @@ class KubeClient:
                 "kind": "Event",
                 "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
                 "involvedObject": {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
+                    "apiVersion": f"{constants.GROUP}/{constants.VERSION}",
+                    "kind": constants.KIND,
                     "namespace": namespace,
                     "name": name,
                     "uid": uid,

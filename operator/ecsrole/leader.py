@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,9 +54,17 @@ def _micro_time(now: datetime.datetime | None = None) -> str:
 class LeaderElector:
     """Acquires, renews and releases one Lease for this process."""
 
-    def __init__(self, kube: KubeClient, settings: LeaseSettings) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        settings: LeaseSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kube = kube
         self.settings = settings
+        #: The standby's own clock, never the holder's timestamps (tests pass a fake one).
+        self.clock = clock
         self.path = (
             f"/apis/coordination.k8s.io/v1/namespaces/{settings.namespace}/leases/{settings.name}"
         )
@@ -105,7 +114,7 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         record = (holder, spec.get("renewTime"), lease["metadata"].get("resourceVersion"))
-        now = time.monotonic()
+        now = self.clock()
         if record != self._observed:
             self._observed, self._observed_at = record, now
         mine = holder == self.settings.identity
@@ -145,7 +154,7 @@ class LeaderElector:
 
     async def keep(self, stop: asyncio.Event) -> None:
         """Renew until `stop`; return (having cleared leadership) when renewal is lost."""
-        last_renewed = time.monotonic()
+        last_renewed = self.clock()
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.retry_period)
@@ -158,8 +167,8 @@ class LeaderElector:
                 log.warning("lease renewal failed", error=str(error))
                 renewed = False
             if renewed:
-                last_renewed = time.monotonic()
-            elif time.monotonic() - last_renewed > self.settings.renew_deadline:
+                last_renewed = self.clock()
+            elif self.clock() - last_renewed > self.settings.renew_deadline:
                 self.is_leader = False
                 metrics.leader.set(0)
                 log.error(

@@ -27,17 +27,16 @@ from typing import Any
 
 from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import IamAdapter
-from ecsrole.config import AccountConfig
 from ecsrole.context import OperatorContext
-from ecsrole.core import claims, iam, ownership, plan
+from ecsrole.core import claims, iam, model, ownership, plan
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
+from ecsrole.core.config import AccountConfig
+from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
 from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
 from ecsrole.core.spec import DeletionPolicy, DriftPolicy, RoleSpec, SpecError, parse_spec
 from ecsrole.status import KEEP_READY, Outcome
 
-PAUSED_ANNOTATION = "ecsrole.dev/paused"
-ABANDON_ANNOTATION = "ecsrole.dev/abandon"
 # The only annotations the lifecycle reads: the user's switches.
 SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
 # A recorded role found gone under Enforce: the record is dropped first, and the role is created
@@ -189,14 +188,26 @@ def backoff(kind: FailureKind, retry: int) -> float:
 
 
 def _aws_failed(error: AwsCallError, target: Target, retry: int) -> Result:
-    """An AWS call failed: Synced=False with its kind, Ready kept as it was, retried later."""
+    """An AWS call failed: Synced=False with its kind, Ready kept as it was, retried later.
+
+    AccessDenied does not pass by itself (someone must change a policy), so it is also
+    Stalled, with what to do; throttling and 5xx are work in progress.
+    """
     message = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
+    denied = error.kind == FailureKind.ACCESS_DENIED
+    if denied:
+        message = (
+            f"{message[:700]}; grant the operator's IAM identity this action "
+            "(docs/iam-policy.json) or lift what denies it (an SCP, a boundary); retried with "
+            "backoff"
+        )
     return Result(
         outcome=Outcome(
             ready_reason=KEEP_READY,
             sync_error=error.kind.value,
             sync_message=message[:1000],
-            in_progress=True,
+            in_progress=not denied,
+            stalled=denied,
         ),
         target=target,
         events=(Event("Warning", error.kind.value, message[:1000]),),
@@ -224,7 +235,8 @@ def _refused(target: Target | None, reason: str, message: str) -> Result:
 
 
 def _aspects(operations: Sequence[Operation]) -> tuple[Aspect, ...]:
-    return tuple(dict.fromkeys(op.aspect for op in operations if op.aspect is not None))
+    """Every aspect the operations repair (an UpdateRole can repair two)."""
+    return model.ordered(aspect for op in operations for aspect in op.aspects)
 
 
 @dataclass(frozen=True)
@@ -506,11 +518,19 @@ class Reconciler:
         missing = (Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM"),)
         detected = detection.new_drift(missing) if was_created else ()
         if was_created and (paused or spec.drift_policy == DriftPolicy.Report):
+            # Under Report nothing will bring the role back by itself: a human decides.
+            message = missing[0].message + (
+                ""
+                if paused
+                else "; driftPolicy is Report, so it is not recreated: set spec.driftPolicy to "
+                "Enforce to recreate it, or delete this resource"
+            )
             return Result(
                 outcome=Outcome(
                     ready_reason="Paused" if paused else "RoleMissing",
-                    ready_message=missing[0].message,
+                    ready_message=message,
                     drifts=missing,
+                    stalled=not paused,
                 ),
                 target=target,
                 events=detection.events(detected, repaired=()),
@@ -635,8 +655,9 @@ class Reconciler:
                 target,
                 f"account {spec.account_id} is no longer configured for namespace "
                 f"{resource.namespace}",
-                FailureKind.AWS_ERROR,
+                FailureKind.AWS_ERROR,  # retried soon: the configuration may come back
                 retry,
+                needs_human=True,
             )
         try:
             return self._delete(
@@ -646,14 +667,28 @@ class Reconciler:
             why = f"{error.operation} failed: {error.code or error.kind.value}: {error.message}"
             return self._deletion_blocked(target, why, error.kind, retry)
 
-    def _deletion_blocked(self, target: Target, why: str, kind: FailureKind, retry: int) -> Result:
+    def _deletion_blocked(
+        self,
+        target: Target,
+        why: str,
+        kind: FailureKind,
+        retry: int,
+        *,
+        needs_human: bool | None = None,
+    ) -> Result:
+        """Retried with backoff; Stalled (a human must act) unless the failure is transient."""
         message = (
             f"cannot delete: {why}. It is retried; to give up and leave the role in AWS "
             f"untouched, annotate the resource with {ABANDON_ANNOTATION}=true"
         )[:1000]
+        if needs_human is None:
+            needs_human = kind == FailureKind.ACCESS_DENIED
         return Result(
             outcome=Outcome(
-                ready_reason="DeletionBlocked", ready_message=message, in_progress=True
+                ready_reason="DeletionBlocked",
+                ready_message=message,
+                in_progress=not needs_human,
+                stalled=needs_human,
             ),
             target=target,
             events=(Event("Warning", "DeletionBlocked", message),),

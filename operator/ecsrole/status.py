@@ -15,15 +15,15 @@ from typing import Any
 
 from ecsrole.core.model import Drift
 
-CONDITION_TYPES = ("Ready", "Synced", "Drifted", "Reconciling", "Stalled")
-
 
 @dataclass(frozen=True)
 class Outcome:
     """What a reconcile found and did, as the status should tell it.
 
     `ready_reason` None means Ready=True/Reconciled. `sync_error` None means the attempt
-    succeeded. `stalled` means no progress is possible without a human (a refusal).
+    succeeded. `stalled` means no progress is possible without a human (a refusal, a role gone
+    under driftPolicy Report, a deletion that cannot complete): Stalled=True then carries the
+    Ready reason and its message, which must say what to do.
     `ready_reason` "Unchanged" keeps the previous Ready condition as it was: a throttled or
     failing AWS call says nothing new about the role, so it must not flip Ready.
     """
@@ -67,6 +67,18 @@ def _drift_message(drifts: Sequence[Drift]) -> str:
     return "; ".join(d.message for d in drifts)
 
 
+def _ready_message(outcome: Outcome) -> str:
+    """Ready=True's message; it never says "matches" beside Drifted=True (Report mode)."""
+    if outcome.ready_message:
+        return outcome.ready_message
+    if outcome.drifts:
+        return (
+            "The role exists and is managed, but differs from the spec: driftPolicy is Report, "
+            "so it is reported (see Drifted), not put back."
+        )
+    return "The role in AWS matches the spec."
+
+
 def desired_conditions(
     outcome: Outcome, generation: int, previous: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -85,13 +97,7 @@ def desired_conditions(
             old_generation if isinstance(old_generation, int) else generation,
         )
     elif outcome.ready_reason is None:
-        ready = _condition(
-            "Ready",
-            True,
-            "Reconciled",
-            outcome.ready_message or "The role in AWS matches the spec.",
-            generation,
-        )
+        ready = _condition("Ready", True, "Reconciled", _ready_message(outcome), generation)
     elif outcome.ready_reason == KEEP_READY:
         ready = _condition(
             "Ready", False, "Creating", "Waiting for the first successful reconcile.", generation
@@ -115,7 +121,9 @@ def desired_conditions(
         )
     else:
         drifted = _condition("Drifted", False, "InSync", "The role matches the spec.", generation)
-    if not outcome.in_progress:
+    if outcome.stalled or not outcome.in_progress:
+        # Stalled and Reconciling are never both True: kstatus reads the first True one it
+        # meets, so a stalled object that also said Reconciling would read InProgress.
         reconciling = _condition("Reconciling", False, "Idle", "No work in progress.", generation)
     elif outcome.sync_error is not None:  # retrying after a failed attempt: say why
         reconciling = _condition(
@@ -123,13 +131,12 @@ def desired_conditions(
         )
     else:
         reconciling = _condition("Reconciling", True, ready["reason"], ready["message"], generation)
-    stalled = _condition(
-        "Stalled",
-        outcome.stalled,
-        ready["reason"] if outcome.stalled else "NotStalled",
-        ready["message"] if outcome.stalled else "Nothing blocks progress.",
-        generation,
-    )
+    if not outcome.stalled:
+        stalled = _condition("Stalled", False, "NotStalled", "Nothing blocks progress.", generation)
+    elif outcome.sync_error is not None:  # a failed call a human must fix (AccessDenied)
+        stalled = _condition("Stalled", True, outcome.sync_error, outcome.sync_message, generation)
+    else:
+        stalled = _condition("Stalled", True, ready["reason"], ready["message"], generation)
     return [ready, synced, drifted, reconciling, stalled]
 
 

@@ -26,10 +26,10 @@ from typing import Any
 
 from ecsrole import logs, metrics, report
 from ecsrole.aws.errors import AwsCallError
-from ecsrole.config import AccountConfig
 from ecsrole.context import OperatorContext
 from ecsrole.core import claims, cloudtrail
 from ecsrole.core.cloudtrail import RoleChange
+from ecsrole.core.config import AccountConfig
 from ecsrole.core.model import ObservedRole
 from ecsrole.kube import KubeClient, KubeError
 from ecsrole.reconciler import Event, Observation, Reconciler, Resource, Result
@@ -333,11 +333,11 @@ class Seeder:
 
     def __init__(self, context: OperatorContext) -> None:
         self.context = context
-        self.started = time.monotonic()
+        self.started = context.clock()
         self._reads: dict[str, asyncio.Future[dict[str, ObservedRole]]] = {}
 
     async def observation(self, resource: Resource) -> Observation | None:
-        if time.monotonic() - self.started > SEED_SECONDS:
+        if self.context.clock() - self.started > SEED_SECONDS:
             self._reads.clear()  # every role of every account: not kept for the whole term
             return None
         if not sweepable(resource):

@@ -1035,7 +1035,8 @@ def test_deletion_blocked_when_the_account_is_gone_until_abandoned(
     delete_resource(kubectl, own_namespace, "app")
     resource = wait_ready(kubectl, own_namespace, "app", "DeletionBlocked")
     assert ABANDON in (condition(resource, "Ready") or {})["message"]
-    assert conditions_of(resource)["Reconciling"] == ("True", "DeletionBlocked")
+    assert conditions_of(resource)["Stalled"] == ("True", "DeletionBlocked")
+    assert conditions_of(resource)["Reconciling"][0] == "False"
     event = wait_event(kubectl, own_namespace, "app", "DeletionBlocked", "Warning")
     assert ABANDON in event["message"]
     assert role_state(iam, role_name) == before

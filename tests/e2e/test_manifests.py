@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.conftest import UNLISTED_NAMESPACE_ACCOUNT_ID, OperatorFactory
-from tests.stack import identity, manifests
+from tests.stack import health, identity, manifests
 from tests.stack.kube import KIND, Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config, ecsrole_executable
@@ -188,6 +188,33 @@ def test_values_schema_refuses_a_wrong_value_naming_it(
     assert message in result.stderr, result.stderr
 
 
+def test_host_network_pods_resolve_cluster_names(helm: Path) -> None:
+    documents = manifests.render_chart(helm, values=[MINIMAL], set_values={"hostNetwork": "true"})
+    pod = _one(documents, "Deployment")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (["A=1", "A=2"], "extraEnv names A more than once"),
+        (["POD_NAME=x"], "at '/extraEnv/0/name': 'not' failed"),
+    ],
+)
+def test_extra_env_refuses_duplicate_and_chart_owned_names(
+    helm: Path, env: list[str], message: str
+) -> None:
+    settings = []
+    for index, item in enumerate(env):
+        name, value = item.split("=")
+        settings += ["--set-string", f"extraEnv[{index}].name={name}"]
+        settings += ["--set-string", f"extraEnv[{index}].value={value}"]
+    result = manifests.helm_template(helm, values=[MINIMAL], extra=settings)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_service_monitor_needs_the_metrics_service(helm: Path) -> None:
     result = manifests.helm_template(
         helm,
@@ -209,6 +236,7 @@ def test_all_features_render_every_object(helm: Path) -> None:
             "ConfigMap",  # Grafana dashboard
             "CustomResourceDefinition",
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "PrometheusRule",
             "Role",
@@ -226,6 +254,22 @@ def test_all_features_render_every_object(helm: Path) -> None:
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["ECSROLE_WATCH_NAMESPACES"] == "team-*"
     assert env["ECSROLE_LOG_LEVEL"] == "DEBUG"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["hostAliases"] == [{"ip": "10.0.0.10", "hostnames": ["sts.us-east-1.amazonaws.com"]}]
+    assert pod["dnsPolicy"] == "ClusterFirst"
+    assert "hostNetwork" not in pod
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert env["ECSROLE_METRICS_ADDRESS"] == "0.0.0.0:9080"
+    assert [p["containerPort"] for p in container["ports"]] == [9080, 9081]
+    budget = _one(documents, "PodDisruptionBudget")
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    policy = _one(documents, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["egress"][0] == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+    }
+    assert {p["port"] for p in policy["ingress"][0]["ports"]} == {"metrics", "health"}
     account = _one(documents, "ServiceAccount")
     assert account["metadata"]["annotations"] == {
         "eks.amazonaws.com/role-arn": "arn:aws:iam::111111111111:role/ecsrole-operator"
@@ -476,16 +520,12 @@ def test_the_operator_uses_every_verb_it_is_granted_and_no_other(
 
 
 def _argocd_health(resource: dict[str, Any]) -> dict[str, str]:
-    """Run the Lua health check of docs/gitops.md as Argo CD does (Lua 5.1, `obj` global)."""
-    from lupa import lua51  # the dev dependency `lupa`; Argo CD's gopher-lua is Lua 5.1 too
-
-    text = (REPO_ROOT / "docs" / "gitops.md").read_text()
-    begin = text.index("-- BEGIN ecsrole health check")
-    end = text.index("-- END ecsrole health check")
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = runtime.table_from(resource, recursive=True)
-    result = runtime.execute(text[begin:end])
-    return {str(key): str(value) for key, value in dict(result).items()}
+    """The Lua health check of docs/gitops.md, in gopher-lua as Argo CD runs it (hack/health)."""
+    verdict = health.judge(
+        {"apiVersion": "iam.ecsrole.dev/v1alpha1", "kind": "EcsExecutionRole", **resource}
+    ).argo_lua
+    assert not verdict.error, verdict.error
+    return {"status": verdict.status, "message": verdict.message}
 
 
 def _with_conditions(generation: int = 1, **conditions: tuple[str, str]) -> dict[str, Any]:

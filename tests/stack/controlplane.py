@@ -57,6 +57,8 @@ def _certificate(
     issuer_key: rsa.RSAPrivateKey,
     ca: bool = False,
     server: bool = False,
+    dns_names: tuple[str, ...] = ("localhost",),
+    ip_addresses: tuple[str, ...] = ("127.0.0.1",),
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -94,7 +96,8 @@ def _certificate(
     if server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName(name) for name in dns_names]
+                + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
             ),
             critical=False,
         )
@@ -118,16 +121,29 @@ class Credentials:
     admin_cert: Path
     admin_key: Path
     service_account_key: Path
+    ca_key: Path = Path()
 
     @classmethod
-    def generate(cls, folder: Path) -> Credentials:
+    def generate(
+        cls,
+        folder: Path,
+        *,
+        dns_names: tuple[str, ...] = ("localhost",),
+        ip_addresses: tuple[str, ...] = ("127.0.0.1",),
+    ) -> Credentials:
         folder.mkdir(parents=True, exist_ok=True)
         ca_key = _key()
         ca_name = _name("ecsrole-test-ca")
         ca = _certificate(ca_name, ca_key, issuer=ca_name, issuer_key=ca_key, ca=True)
         serving_key = _key()
         serving = _certificate(
-            _name("kube-apiserver"), serving_key, issuer=ca_name, issuer_key=ca_key, server=True
+            _name("kube-apiserver"),
+            serving_key,
+            issuer=ca_name,
+            issuer_key=ca_key,
+            server=True,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
         )
         admin_key = _key()
         admin = _certificate(
@@ -149,15 +165,73 @@ class Credentials:
         files.service_account_key.write_bytes(_pem_key(_key()))
         for secret in (files.serving_key, files.admin_key, files.service_account_key):
             secret.chmod(0o600)
+        files.ca_key = folder / "ca.key"
+        files.ca_key.write_bytes(_pem_key(ca_key))
+        files.ca_key.chmod(0o600)
         return files
+
+    def issue(
+        self,
+        name: str,
+        common_name: str,
+        organization: str | None = None,
+        *,
+        server: bool = False,
+        ip_addresses: tuple[str, ...] = ("127.0.0.1",),
+    ) -> tuple[Path, Path]:
+        """Another certificate signed by this CA (a kubelet's client or serving one): (cert, key)."""
+        ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        assert isinstance(ca_key, rsa.RSAPrivateKey)
+        key = _key()
+        certificate = _certificate(
+            _name(common_name, organization),
+            key,
+            issuer=ca.subject,
+            issuer_key=ca_key,
+            server=server,
+            dns_names=("localhost",),
+            ip_addresses=ip_addresses,
+        )
+        cert_path, key_path = (
+            self.ca_cert.with_name(f"{name}.crt"),
+            self.ca_cert.with_name(f"{name}.key"),
+        )
+        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(_pem_key(key))
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+
+def _override(*argv: str, overrides: tuple[str, ...]) -> list[str]:
+    """`argv` with each `--flag=value` of `overrides` replacing the same flag (list-valued flags
+    such as --authorization-mode would otherwise add up), and the other overrides appended."""
+    flags = {item.split("=", 1)[0] for item in overrides}
+    return [item for item in argv if item.split("=", 1)[0] not in flags] + list(overrides)
 
 
 class ControlPlane:
     """etcd and kube-apiserver as child processes, with a kubeconfig for an admin user."""
 
-    def __init__(self, workdir: Path, binaries: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        binaries: Path | None = None,
+        *,
+        serving_names: tuple[str, ...] = (),
+        serving_ips: tuple[str, ...] = (),
+        apiserver_args: tuple[str, ...] = (),
+        service_account_admission: bool = False,
+    ) -> None:
+        """The defaults are the bare control plane of the e2e tests. A real node (tests/cluster)
+        adds the names pods use (kubernetes.default.svc, the Service IP) to the serving
+        certificate, more flags, and the ServiceAccount admission plugin that mounts tokens."""
         self.workdir = workdir
         self.binaries = binaries or control_plane_binaries()
+        self.serving_names = serving_names
+        self.serving_ips = serving_ips
+        self.apiserver_args = apiserver_args
+        self.service_account_admission = service_account_admission
         self.kubeconfig = workdir / "kubeconfig"
         self.etcd: ChildProcess | None = None
         self.apiserver: ChildProcess | None = None
@@ -172,7 +246,11 @@ class ControlPlane:
 
     def start(self, timeout: float = 120.0) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        credentials = Credentials.generate(self.workdir / "pki")
+        credentials = Credentials.generate(
+            self.workdir / "pki",
+            dns_names=("localhost", *self.serving_names),
+            ip_addresses=("127.0.0.1", *self.serving_ips),
+        )
         try:
             self._start_etcd()
             self._start_apiserver(credentials)
@@ -224,7 +302,7 @@ class ControlPlane:
         audit_policy = self._write_audit_policy()
         self.apiserver = ChildProcess(
             "kube-apiserver",
-            [
+            _override(
                 str(self.binaries / "kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
                 "--advertise-address=127.0.0.1",
@@ -237,7 +315,11 @@ class ControlPlane:
                 "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
+                *(
+                    ()
+                    if self.service_account_admission
+                    else ("--disable-admission-plugins=ServiceAccount",)
+                ),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={credentials.service_account_key}",
                 f"--service-account-signing-key-file={credentials.service_account_key}",
@@ -247,7 +329,8 @@ class ControlPlane:
                 "--audit-log-format=json",
                 "--audit-log-mode=blocking",
                 "--v=0",
-            ],
+                overrides=self.apiserver_args,
+            ),
             self.workdir / "kube-apiserver.log",
         ).start()
         self.credentials = credentials

@@ -7,6 +7,7 @@ asked, STS) requests it answers, at chosen rates that can change while it runs:
   (`<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded
   </Message></Error><RequestId>..</RequestId></ErrorResponse>`), without forwarding;
 - `error`: a 500 InternalFailure, without forwarding;
+- `deny`: the 403 AccessDenied IAM returns when a policy denies the call, without forwarding;
 - `latency`: forwards after sleeping `latency_seconds`;
 - `drop`: closes the connection without an answer, without forwarding;
 - `drop_response`: forwards (moto applies the call) and then closes the connection without an
@@ -40,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 CONTROL_PATH = "/__faults__"
-FAULT_KINDS = ("throttle", "error", "latency", "drop", "drop_response")
+FAULT_KINDS = ("throttle", "error", "latency", "drop", "drop_response", "deny")
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 
 
@@ -49,6 +50,16 @@ def throttling_body(request_id: str) -> bytes:
     return (
         '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
         "<Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+        f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+
+
+def access_denied_body(request_id: str, action: str) -> bytes:
+    """The XML body IAM sends with a 403 when a policy denies the call."""
+    return (
+        '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+        "<Error><Type>Sender</Type><Code>AccessDenied</Code>"
+        f"<Message>User is not authorized to perform: iam:{action}</Message>"
         f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
     ).encode()
 
@@ -72,11 +83,14 @@ class FaultRates:
     latency: float = 0.0
     drop: float = 0.0
     drop_response: float = 0.0
+    deny: float = 0.0
     latency_seconds: float = 0.5
     services: tuple[str, ...] = ("iam",)
 
     def total(self) -> float:
-        return self.throttle + self.error + self.latency + self.drop + self.drop_response
+        return (
+            self.throttle + self.error + self.latency + self.drop + self.drop_response + self.deny
+        )
 
 
 @dataclass
@@ -170,6 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "error":
             self._answer(500, internal_failure_body(str(uuid.uuid4())))
+            return
+        if fault == "deny":
+            self._answer(403, access_denied_body(str(uuid.uuid4()), params.get("Action", "")))
             return
         if fault == "drop":
             self._drop()

@@ -2,7 +2,8 @@
 
 A few files exist twice on purpose, each derived from one canonical file:
 
-- the chart's crds/ and files/ hold byte-identical copies of the CRD (deploy/crds/) and of the
+- the chart's crds/ and files/ hold byte-identical copies of the CRD (deploy/crds/), the
+  operator's IAM policy (docs/iam-policy.json, which the NOTES point at) and of the
   alert rules and dashboard (deploy/monitoring/). Helm itself follows symlinks, but Flux's
   source-controller drops symlinks from GitRepository artifacts (and Rancher refuses them), so
   a chart installed from Git would silently lose its CRD and monitoring files;
@@ -30,6 +31,7 @@ CHART = REPO_ROOT / "charts" / "ecsrole"
 CRD = REPO_ROOT / "deploy" / "crds" / "iam.ecsrole.dev_ecsexecutionroles.yaml"
 ALERTS = REPO_ROOT / "deploy" / "monitoring" / "ecsrole-alerts.yaml"
 DASHBOARD = REPO_ROOT / "deploy" / "monitoring" / "ecsrole-dashboard.json"
+IAM_POLICY = REPO_ROOT / "docs" / "iam-policy.json"
 KUSTOMIZE_BASE = REPO_ROOT / "deploy" / "base"
 KUSTOMIZE_MONITORING = REPO_ROOT / "deploy" / "overlays" / "monitoring"
 PROMETHEUS_RULE = KUSTOMIZE_MONITORING / "prometheusrule.yaml"
@@ -40,6 +42,7 @@ CHART_COPIES = (
     (CRD, CHART / "crds" / CRD.name),
     (ALERTS, CHART / "files" / ALERTS.name),
     (DASHBOARD, CHART / "files" / DASHBOARD.name),
+    (IAM_POLICY, CHART / "files" / IAM_POLICY.name),
 )
 
 _PROMETHEUS_RULE_HEADER = """\

@@ -44,9 +44,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ecsrole import report
 from ecsrole.aws.errors import AwsCallError, FailureKind, NotFoundError
 from ecsrole.aws.iam import CallerIdentity
-from ecsrole.config import AccountConfig, OperatorConfig, SweepMode
 from ecsrole.context import OperatorContext
-from ecsrole.core import claims, model
+from ecsrole.core import claims, constants, model
+from ecsrole.core.config import AccountConfig, OperatorConfig, SweepMode
 from ecsrole.core.model import ObservedRole, Operation
 from ecsrole.reconciler import ABANDON_ANNOTATION, PAUSED_ANNOTATION, Reconciler, Resource
 from ecsrole.sweeper import Sweeper
@@ -504,7 +504,7 @@ class ClaimsModel(RuleBasedStateMachine):
             return False
         if not ACCOUNTS[adapter.account_id].allow_adoption:
             return False
-        if any(k.lower().startswith(model.OWNERSHIP_TAG_PREFIX) for k in role.tags):
+        if any(k.lower().startswith(constants.OWNERSHIP_TAG_PREFIX) for k in role.tags):
             return False
         if not _trusts_only_ecs_tasks(role.trust) or not role.path.startswith("/ecs/"):
             return False
@@ -702,12 +702,12 @@ class ClaimsModel(RuleBasedStateMachine):
                 assert _condition(other, "Stalled").get("status") == "True", (key, other.uid)
         for account, adapter in self.adapters.items():
             for role in adapter.fake.roles.values():
-                if role.tags.get(model.TAG_CLUSTER) != CLUSTER:
+                if role.tags.get(constants.TAG_CLUSTER) != CLUSTER:
                     continue
                 ours = role.role_id in self.created_by or role.role_id in self.adopted_by
                 if not ours or role.role_id in self.tampered:
                     continue
-                uid = role.tags.get(model.TAG_UID, "")
+                uid = role.tags.get(constants.TAG_UID, "")
                 assert uid in self.objects or uid in self.released, (
                     f"role {role.name} ({role.role_id}) in {account} carries the ownership tags "
                     f"of {uid}, which is gone without Retain, paused or abandon; "
@@ -868,7 +868,7 @@ class ClaimsModel(RuleBasedStateMachine):
                 tags = {
                     k: v
                     for k, v in role.tags.items()
-                    if k.lower().startswith(model.OWNERSHIP_TAG_PREFIX)
+                    if k.lower().startswith(constants.OWNERSHIP_TAG_PREFIX)
                 }
                 if tags and tags not in self.seen_tags:
                     self.seen_tags.append(tags)

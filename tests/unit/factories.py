@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ecsrole import config
-from ecsrole.core import desired, model, policy, spec
+from ecsrole.core import config, desired, model, policy, spec
 
 ACCOUNT_ID = "111111111111"
 OTHER_ACCOUNT_ID = "999999999999"

@@ -93,7 +93,6 @@ class FakeIam:
 
     def call(self, operation: model.Operation) -> None:
         validate_params(operation)
-        assert operation.is_write
         self.calls.append(operation)
         getattr(self, f"_{operation.method_name}")(**operation.params)
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ecsrole.aws.iam import CallerIdentity
-from ecsrole.config import AccountConfig, OperatorConfig
 from ecsrole.context import OperatorContext
 from ecsrole.core import claims, ownership
+from ecsrole.core.config import AccountConfig, OperatorConfig
 from ecsrole.core.model import ObservedRole, Operation
 from ecsrole.reconciler import Reconciler, Resource
 

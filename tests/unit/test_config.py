@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ecsrole import config
+from ecsrole.core import config as config_model
 
 pytestmark = pytest.mark.unit
 
@@ -68,7 +69,7 @@ def test_design_example_loads(tmp_path: Path) -> None:
     assert loaded.events_sqs_queue_url is None
     assert loaded.protected_role_names == ()
     account = loaded.accounts[A]
-    assert account == config.AccountConfig(
+    assert account == config_model.AccountConfig(
         account_id=A,
         namespaces=("team-a", "team-b-*"),
         role_path_prefix="/ecs/",
@@ -76,13 +77,15 @@ def test_design_example_loads(tmp_path: Path) -> None:
             "team-a": ("arn:aws:secretsmanager:*:111111111111:secret:team-a/*",)
         },
     )
-    assert account.sweep_mode is config.SweepMode.BULK
+    assert account.sweep_mode is config_model.SweepMode.BULK
     assert account.max_calls_per_second == 10.0
 
 
 def test_minimal_config_takes_defaults() -> None:
     loaded = config.parse_config({"clusterName": "c", "accounts": {A: None}})
-    assert loaded == config.OperatorConfig(cluster_name="c", accounts={A: config.AccountConfig(A)})
+    assert loaded == config_model.OperatorConfig(
+        cluster_name="c", accounts={A: config_model.AccountConfig(A)}
+    )
     assert loaded.region == "us-east-1"
     assert loaded.drift_check_interval == 60.0
     account = loaded.accounts[A]
@@ -118,7 +121,7 @@ def test_full_account() -> None:
     assert account.role_path_prefix == "/ecs/team-a/"
     assert account.allow_adoption
     assert account.ignored_tag_keys == ("CostCenter",)
-    assert account.sweep_mode is config.SweepMode.PER_ROLE
+    assert account.sweep_mode is config_model.SweepMode.PER_ROLE
     assert account.max_calls_per_second == 2.5
     assert loaded.account(A) is account
     assert loaded.account("222222222222") is None
@@ -198,18 +201,18 @@ def yaml_like_design() -> dict[str, Any]:
 
 
 def test_namespace_globs() -> None:
-    account = config.AccountConfig(A, namespaces=("team-a", "team-b-*", "ops-[0-9]"))
+    account = config_model.AccountConfig(A, namespaces=("team-a", "team-b-*", "ops-[0-9]"))
     assert account.allows_namespace("team-a")
     assert account.allows_namespace("team-b-prod")
     assert account.allows_namespace("ops-1")
     assert not account.allows_namespace("team-ab")
     assert not account.allows_namespace("TEAM-A")
     assert not account.allows_namespace("team-b")
-    assert not config.AccountConfig(A).allows_namespace("team-a")
+    assert not config_model.AccountConfig(A).allows_namespace("team-a")
 
 
 def test_resource_patterns_collect_every_matching_entry_in_order() -> None:
-    account = config.AccountConfig(
+    account = config_model.AccountConfig(
         A,
         allowed_resource_patterns={
             "team-*": ("arn:shared", "arn:teams"),
@@ -223,7 +226,7 @@ def test_resource_patterns_collect_every_matching_entry_in_order() -> None:
 
 
 def test_policy_allowed_uses_globs() -> None:
-    account = config.AccountConfig(
+    account = config_model.AccountConfig(
         A,
         allowed_policy_arns=(
             "arn:aws:iam::aws:policy/ReadOnlyAccess",
@@ -234,7 +237,9 @@ def test_policy_allowed_uses_globs() -> None:
     assert account.policy_allowed(f"arn:aws:iam::{A}:policy/team-a/read")
     assert not account.policy_allowed("arn:aws:iam::aws:policy/AdministratorAccess")
     assert not account.policy_allowed("arn:aws:iam::aws:policy/readonlyaccess")
-    assert not config.AccountConfig(A).policy_allowed("arn:aws:iam::aws:policy/ReadOnlyAccess")
+    assert not config_model.AccountConfig(A).policy_allowed(
+        "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    )
 
 
 # -- top-level errors ------------------------------------------------------------------------

@@ -16,12 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from ecsrole import metrics, report
 from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import CallerIdentity
-from ecsrole.config import AccountConfig, OperatorConfig
 from ecsrole.context import OperatorContext
+from ecsrole.core.config import AccountConfig, OperatorConfig
+from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
 from ecsrole.core.model import Aspect, ObservedRole, Operation
 from ecsrole.reconciler import (
-    ABANDON_ANNOTATION,
-    PAUSED_ANNOTATION,
     Observation,
     Reconciler,
     Resource,

@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 from botocore import xform_name
 
-from ecsrole.core import model
+from ecsrole.core import constants, model
 
 from .factories import OWNER, desired_role, seed_trust
 
@@ -59,7 +59,7 @@ def test_owner_tags() -> None:
         "ecsrole.dev/name": "web",
         "ecsrole.dev/uid": "uid-1234",
     }
-    assert tuple(OWNER.tags()) == model.OWNERSHIP_TAG_KEYS
+    assert tuple(OWNER.tags()) == constants.OWNERSHIP_TAG_KEYS
 
 
 def test_desired_arn_includes_partition_and_path() -> None:
@@ -163,13 +163,12 @@ def test_observed_role_from_a_minimal_response() -> None:
 
 @pytest.mark.parametrize("action", ALL_ACTIONS)
 def test_operation_method_names_match_boto3(action: model.IamAction) -> None:
-    operation = model.Operation(action, {}, None)
+    operation = model.Operation(action, {})
     assert operation.method_name == xform_name(action)
-    assert operation.is_write
 
 
 def test_only_removals_treat_a_missing_target_as_done() -> None:
-    done = {a for a in ALL_ACTIONS if model.Operation(a, {}, None).absent_target_means_done}  # type: ignore[arg-type]
+    done = {a for a in ALL_ACTIONS if model.Operation(a, {}).absent_target_means_done}  # type: ignore[arg-type]
     assert done == {
         "DetachRolePolicy",
         "DeleteRolePolicy",

@@ -64,7 +64,7 @@ def test_create_puts_everything_including_ownership_tags_in_create_role() -> Non
         "PutRolePolicy",
     ]
     create = operations[0]
-    assert create.aspect is Aspect.RoleMissing
+    assert create.aspects == {Aspect.RoleMissing}
     assert create.params == {
         "Path": "/ecs/",
         "RoleName": "web-exec",
@@ -161,7 +161,7 @@ def test_update_orders_restrictive_before_additive() -> None:
     }
     for operation in operations:
         validate_params(operation)
-        assert operation.aspect is not None
+        assert operation.aspects
 
 
 def test_update_touches_only_drifted_aspects() -> None:
@@ -185,7 +185,17 @@ def test_update_role_always_sends_description_and_session_together(aspect: model
         "Description": "",
         "MaxSessionDuration": 3600,
     }
-    assert operations[0].aspect is aspect
+    assert operations[0].aspects == {aspect}
+
+
+def test_one_update_role_names_both_fields_it_repairs() -> None:
+    role = desired_role(description="web tier", maxSessionDuration=7200)
+    observed = observed_from(desired_role())
+    drifts = diff.diff(role, observed)
+    assert {d.aspect for d in drifts} == {Aspect.Description, Aspect.MaxSessionDuration}
+    operations = plan.plan_update(role, observed, drifts)
+    assert actions(operations) == ["UpdateRole"]
+    assert operations[0].aspects == {Aspect.Description, Aspect.MaxSessionDuration}
 
 
 def test_unexpected_boundary_is_reported_never_removed() -> None:
@@ -262,7 +272,7 @@ def test_delete_removes_everything_then_the_role() -> None:
         "DeleteRole",
     ]
     assert operations[4].params == {"InstanceProfileName": "profile-a", "RoleName": "web-exec"}
-    assert all(op.aspect is None for op in operations)
+    assert all(not op.aspects for op in operations)
     for operation in operations:
         validate_params(operation)
 

@@ -6,7 +6,8 @@ import copy
 import json
 from typing import Any
 
-from ecsrole.reconciler import PAUSED_ANNOTATION, Resource
+from ecsrole.core.constants import PAUSED_ANNOTATION
+from ecsrole.reconciler import Resource
 from tests.unit.factories import ACCOUNT_ID, NAMESPACE, spec_dict
 
 

@@ -130,3 +130,44 @@ def test_new_generation_rewrites_conditions_with_it() -> None:
     assert patch["observedGeneration"] == 2
     assert all(c["observedGeneration"] == 2 for c in patch["conditions"])
     assert all(c["lastTransitionTime"] == T0 for c in patch["conditions"])
+
+
+def test_ready_in_report_mode_never_says_matches_beside_drift() -> None:
+    drift = Drift(Aspect.ManagedPolicy, "AdministratorAccess is attached but not declared")
+    conditions = _by_type(patch_for(Outcome(drifts=(drift,)), generation=1, status={}, now=T0))
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Drifted"]["status"] == "True"
+    assert "matches" not in conditions["Ready"]["message"]
+    assert "Drifted" in conditions["Ready"]["message"]
+
+
+def test_a_stalled_outcome_is_never_reconciling_too() -> None:
+    """kstatus stops at the first True one of the two: Reconciling would hide Stalled."""
+    outcome = Outcome(
+        ready_reason="DeletionBlocked",
+        ready_message="cannot delete: ...; annotate the resource with ecsrole.dev/abandon=true",
+        in_progress=True,
+        stalled=True,
+    )
+    conditions = _by_type(patch_for(outcome, generation=1, status={}, now=T0))
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Stalled"]["reason"] == "DeletionBlocked"
+    assert "ecsrole.dev/abandon" in conditions["Stalled"]["message"]
+    assert conditions["Reconciling"]["status"] == "False"
+
+
+def test_access_denied_is_stalled_with_the_sync_reason_and_ready_kept() -> None:
+    previous = patch_for(Outcome(), generation=1, status={}, now=T0)
+    denied = Outcome(
+        ready_reason=KEEP_READY,
+        sync_error="AccessDenied",
+        sync_message="UpdateRole failed: AccessDenied: no; grant the operator's IAM identity ...",
+        stalled=True,
+    )
+    conditions = _by_type(patch_for(denied, generation=2, status=previous, now=T1))
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["observedGeneration"] == 1
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Stalled"]["reason"] == "AccessDenied"
+    assert "grant" in conditions["Stalled"]["message"]
+    assert conditions["Reconciling"]["status"] == "False"

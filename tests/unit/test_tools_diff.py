@@ -12,11 +12,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ecsrole import config
+from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import CallerIdentity
-from ecsrole.core import model, ownership
-from ecsrole.tools import diff, manifests, readonly
+from ecsrole.core import config, model, ownership
+from ecsrole.tools import diff, manifests
 
 from .factories import (
     ACCOUNT_ID,

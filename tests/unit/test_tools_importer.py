@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ecsrole import config
 from ecsrole.aws.iam import CallerIdentity
-from ecsrole.core import desired, model, policy
+from ecsrole.core import config, desired, model, policy
 from ecsrole.tools import diff, importer, manifests
 
 from .factories import (

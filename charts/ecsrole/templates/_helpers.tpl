@@ -60,3 +60,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $config "clusterName" (required "config.clusterName is required: a name unique to this cluster among all clusters that manage the same AWS accounts (it is part of every role's ownership tags)" .Values.config.clusterName) }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/* Refuses an extraEnv list naming a variable twice (the API server would keep the last one
+silently; JSON Schema cannot express uniqueness by key). Renders nothing. */}}
+{{- define "ecsrole.uniqueEnvNames" -}}
+{{- $seen := dict }}
+{{- range . }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "extraEnv names %s more than once" .name) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- end }}
+{{- end }}

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import botocore.session
 from botocore.config import Config
@@ -25,6 +24,11 @@ from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshabl
 
 from ecsrole import metrics
 from ecsrole.aws.errors import THROTTLING_CODES
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the image has no need of them
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 # botocore's standard retry mode: exponential backoff with jitter, throttling-aware, bounded.
 RETRY_ATTEMPTS = 5
@@ -109,8 +113,8 @@ class AccountClients:
     """The iam and sts clients of one account, created once and reused by every thread."""
 
     access: AccountAccess
-    iam: Any
-    sts: Any
+    iam: IAMClient
+    sts: STSClient
 
 
 class ClientFactory:
@@ -125,7 +129,7 @@ class ClientFactory:
         self._base = botocore.session.get_session()
         self._base.set_config_variable("region", region)
         _instrument(self._base, None)
-        self._base_sts: Any = None
+        self._base_sts: STSClient | None = None
         self._clients: dict[str, AccountClients] = {}
         self._lock = threading.Lock()
 
@@ -136,17 +140,21 @@ class ClientFactory:
         session.register_component("data_loader", self._base.get_component("data_loader"))
         return session
 
-    def base_sts(self) -> Any:
+    def base_sts(self) -> STSClient:
         with self._lock:
             if self._base_sts is None:
-                self._base_sts = self._base.create_client(
-                    "sts", region_name=self.region, config=CLIENT_CONFIG
+                self._base_sts = cast(
+                    "STSClient",
+                    self._base.create_client("sts", region_name=self.region, config=CLIENT_CONFIG),
                 )
             return self._base_sts
 
-    def base_sqs(self) -> Any:
+    def base_sqs(self) -> SQSClient:
         """SQS with the operator's own credentials (the CloudTrail event queue)."""
-        return self._base.create_client("sqs", region_name=self.region, config=SQS_CLIENT_CONFIG)
+        return cast(
+            "SQSClient",
+            self._base.create_client("sqs", region_name=self.region, config=SQS_CLIENT_CONFIG),
+        )
 
     def for_account(self, access: AccountAccess) -> AccountClients:
         with self._lock:
@@ -180,13 +188,12 @@ class ClientFactory:
         _instrument(session, RateLimiter(access.max_calls_per_second))
         return AccountClients(
             access=access,
-            iam=session.create_client("iam", region_name=self.region, config=CLIENT_CONFIG),
-            sts=session.create_client("sts", region_name=self.region, config=CLIENT_CONFIG),
+            iam=cast(
+                "IAMClient",
+                session.create_client("iam", region_name=self.region, config=CLIENT_CONFIG),
+            ),
+            sts=cast(
+                "STSClient",
+                session.create_client("sts", region_name=self.region, config=CLIENT_CONFIG),
+            ),
         )
-
-    def forget_missing(self, account_ids: Mapping[str, object]) -> None:
-        """Drop clients of accounts no longer in the configuration."""
-        with self._lock:
-            for account_id in list(self._clients):
-                if account_id not in account_ids:
-                    del self._clients[account_id]

@@ -13,12 +13,16 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecsrole import logs
 from ecsrole.core.cloudtrail import RoleChange, Skipped, parse_message
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logs.get_logger(__name__)
 
@@ -36,7 +40,7 @@ class EventConsumer:
     """
 
     def __init__(
-        self, sqs: Any, queue_url: str, handle: Handler, loop: asyncio.AbstractEventLoop
+        self, sqs: SQSClient, queue_url: str, handle: Handler, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -76,7 +80,7 @@ class EventConsumer:
                 handled += 1
         return handled
 
-    def _handle(self, message: dict[str, Any]) -> bool:
+    def _handle(self, message: MessageTypeDef) -> bool:
         parsed = parse_message(message.get("Body", ""))
         if isinstance(parsed, Skipped):
             log.debug("event skipped", reason=parsed.reason)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ecsrole import config
+from ecsrole.core import config
 from ecsrole.core.spec import SpecError, parse_spec
 
 #: Ready reasons of a resource that is waiting on another claim: ConflictingResource, or

@@ -14,8 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ecsrole import config
-from ecsrole.core import iam, model, policy, spec
+from ecsrole.core import config, iam, model, policy, spec
 
 ECS_TASKS_SERVICE = "ecs-tasks.amazonaws.com"
 INLINE_POLICY_NAME = "ecsrole-permissions"

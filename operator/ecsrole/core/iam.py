@@ -15,6 +15,8 @@ import re
 import unicodedata
 from typing import NamedTuple
 
+from ecsrole.core import constants
+
 MAX_ROLE_NAME_LENGTH = 64
 MAX_PATH_LENGTH = 512
 MAX_DESCRIPTION_LENGTH = 1000
@@ -25,9 +27,6 @@ MIN_SESSION_DURATION = 3600
 MAX_SESSION_DURATION = 43200
 MAX_POLICY_NAME_LENGTH = 128
 
-#: Tag key prefixes nobody may declare: `aws:` belongs to AWS, `ecsrole.dev/` to the operator's
-#: ownership tags (compared in any letter case, as IAM compares tag keys).
-RESERVED_TAG_PREFIXES = ("aws:", "ecsrole.dev/")
 
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _ROLE_NAME = re.compile(r"[\w+=,.@-]+", re.ASCII)
@@ -146,7 +145,7 @@ def tag_value_problem(value: str) -> str | None:
 
 def is_reserved_tag_key(key: str) -> bool:
     """True for keys under `aws:` or `ecsrole.dev/`, in any letter case."""
-    return key.lower().startswith(RESERVED_TAG_PREFIXES)
+    return key.lower().startswith(constants.RESERVED_TAG_PREFIXES)
 
 
 def description_problem(text: str) -> str | None:

@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from ecsrole.core import policy
+from ecsrole.core import constants, policy
 
-#: Prefix of every tag the operator writes; nobody else may declare keys under it.
-OWNERSHIP_TAG_PREFIX = "ecsrole.dev/"
-TAG_CLUSTER = "ecsrole.dev/cluster"
-TAG_NAMESPACE = "ecsrole.dev/namespace"
-TAG_NAME = "ecsrole.dev/name"
-TAG_UID = "ecsrole.dev/uid"
-OWNERSHIP_TAG_KEYS = (TAG_CLUSTER, TAG_NAMESPACE, TAG_NAME, TAG_UID)
+# core/ownership.py still reads the tag keys as model.*; they are defined in core/constants.py.
+from ecsrole.core.constants import OWNERSHIP_TAG_PREFIX as OWNERSHIP_TAG_PREFIX
+from ecsrole.core.constants import TAG_CLUSTER as TAG_CLUSTER
+from ecsrole.core.constants import TAG_NAME as TAG_NAME
+from ecsrole.core.constants import TAG_NAMESPACE as TAG_NAMESPACE
 
 PolicyDocument = dict[str, Any]
 
@@ -40,6 +38,12 @@ class Aspect(StrEnum):
     MaxSessionDuration = "MaxSessionDuration"
     PermissionsBoundary = "PermissionsBoundary"
     RoleMissing = "RoleMissing"
+
+
+def ordered(aspects: Iterable[Aspect]) -> tuple[Aspect, ...]:
+    """`aspects` in declaration order, so reports and metrics list them the same way each time."""
+    wanted = set(aspects)
+    return tuple(aspect for aspect in Aspect if aspect in wanted)
 
 
 class RefusalReason(StrEnum):
@@ -65,10 +69,10 @@ class Owner:
     def tags(self) -> dict[str, str]:
         """The ownership tags, passed inside CreateRole so a crash leaves no untagged role."""
         return {
-            TAG_CLUSTER: self.cluster,
-            TAG_NAMESPACE: self.namespace,
-            TAG_NAME: self.name,
-            TAG_UID: self.uid,
+            constants.TAG_CLUSTER: self.cluster,
+            constants.TAG_NAMESPACE: self.namespace,
+            constants.TAG_NAME: self.name,
+            constants.TAG_UID: self.uid,
         }
 
 
@@ -238,18 +242,15 @@ class Operation:
     """One IAM API call: `params` are exactly the request parameters boto3 takes.
 
     Every operation is a write (reads are the adapter's business, not a plan's), which is what
-    the paused annotation and the AccountMismatch guard key on. `aspect` says which drift the
-    call repairs (None for deletion and release), for the remediation metric.
+    the paused annotation and the AccountMismatch guard key on. `aspects` names every drifted
+    aspect the call repairs (one UpdateRole repairs Description and MaxSessionDuration at once;
+    empty for deletion and release): the status, the drift gauge and the remediation metric
+    count an aspect as repaired only when an applied operation names it.
     """
 
     action: IamAction
     params: Mapping[str, Any] = field(hash=False)
-    aspect: Aspect | None = None
-
-    @property
-    def is_write(self) -> bool:
-        """Always True: a plan contains nothing but writes."""
-        return True
+    aspects: frozenset[Aspect] = frozenset()
 
     @property
     def method_name(self) -> str:

@@ -20,15 +20,13 @@ import datetime
 from collections.abc import Iterable
 from enum import StrEnum
 
-from ecsrole import config
-from ecsrole.core import desired, iam, model, policy
+from ecsrole.core import config, desired, iam, model, policy
+from ecsrole.core.constants import RESERVED_PATH_PREFIXES as PROTECTED_PATH_PREFIXES
 
 #: Role names AWS or AWS Organizations create for their own use, compared case-insensitively.
 PROTECTED_ROLE_NAMES = ("OrganizationAccountAccessRole",)
 #: Role name prefixes of IAM Identity Center (SSO) roles and of service-linked roles.
 PROTECTED_ROLE_NAME_PREFIXES = ("AWSReservedSSO_", "AWSServiceRoleFor")
-#: Paths of service-linked roles and of IAM Identity Center roles.
-PROTECTED_PATH_PREFIXES = ("/aws-service-role/", "/aws-reserved/")
 #: How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
 #: the API server and IAM) and still count as created by this resource before a crash.
 CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ecsrole.core import diff, model, policy
+from ecsrole.core import constants, diff, model, policy
 
 Aspect = model.Aspect
 Operation = model.Operation
@@ -37,7 +37,7 @@ def plan_create(desired: model.DesiredRole) -> tuple[model.Operation, ...]:
     if desired.permissions_boundary_arn is not None:
         create["PermissionsBoundary"] = desired.permissions_boundary_arn
     return (
-        Operation("CreateRole", create, Aspect.RoleMissing),
+        Operation("CreateRole", create, frozenset({Aspect.RoleMissing})),
         *(_attach(desired.role_name, arn) for arn in sorted(desired.managed_policy_arns)),
         *(
             _put_inline(desired.role_name, name, document)
@@ -66,7 +66,10 @@ def plan_update(
     5. UntagRole (tags can feed ABAC conditions; also frees a key spelled in another case);
     6. AttachRolePolicy and PutRolePolicy for missing policies, TagRole;
     7. UpdateRole with Description and MaxSessionDuration together (UpdateRole resets an omitted
-       field in moto, and sending both is harmless on AWS).
+       field in moto, and sending both is harmless on AWS); it names both aspects when both
+       drifted, so neither is left reported as drift after it succeeds.
+
+    Every operation names all the aspects it repairs (`Operation.aspects`).
 
     An undeclared boundary is never removed (no DeleteRolePermissionsBoundary permission), and
     tags whose keys are ignored (desired's or `ignored_tag_keys`) are never touched.
@@ -85,7 +88,7 @@ def plan_update(
                 Operation(
                     "PutRolePermissionsBoundary",
                     {"RoleName": role, "PermissionsBoundary": boundary},
-                    Aspect.PermissionsBoundary,
+                    frozenset({Aspect.PermissionsBoundary}),
                 )
             )
     if Aspect.TrustPolicy in aspects:
@@ -93,13 +96,15 @@ def plan_update(
             Operation(
                 "UpdateAssumeRolePolicy",
                 {"RoleName": role, "PolicyDocument": policy.dumps(desired.trust_policy)},
-                Aspect.TrustPolicy,
+                frozenset({Aspect.TrustPolicy}),
             )
         )
     if Aspect.ManagedPolicy in aspects:
         restrictive.extend(
             Operation(
-                "DetachRolePolicy", {"RoleName": role, "PolicyArn": arn}, Aspect.ManagedPolicy
+                "DetachRolePolicy",
+                {"RoleName": role, "PolicyArn": arn},
+                frozenset({Aspect.ManagedPolicy}),
             )
             for arn in diff.extra_managed_policies(desired, observed)
         )
@@ -109,7 +114,9 @@ def plan_update(
     if Aspect.InlinePolicy in aspects:
         restrictive.extend(
             Operation(
-                "DeleteRolePolicy", {"RoleName": role, "PolicyName": name}, Aspect.InlinePolicy
+                "DeleteRolePolicy",
+                {"RoleName": role, "PolicyName": name},
+                frozenset({Aspect.InlinePolicy}),
             )
             for name in diff.extra_inline_policies(desired, observed)
         )
@@ -127,13 +134,17 @@ def plan_update(
         if delta.to_remove:
             restrictive.append(
                 Operation(
-                    "UntagRole", {"RoleName": role, "TagKeys": list(delta.to_remove)}, Aspect.Tags
+                    "UntagRole",
+                    {"RoleName": role, "TagKeys": list(delta.to_remove)},
+                    frozenset({Aspect.Tags}),
                 )
             )
         if delta.to_set:
             additive.append(
                 Operation(
-                    "TagRole", {"RoleName": role, "Tags": _tag_list(delta.to_set)}, Aspect.Tags
+                    "TagRole",
+                    {"RoleName": role, "Tags": _tag_list(delta.to_set)},
+                    frozenset({Aspect.Tags}),
                 )
             )
     role_fields = aspects & {Aspect.Description, Aspect.MaxSessionDuration}
@@ -146,10 +157,8 @@ def plan_update(
                     "Description": desired.description,
                     "MaxSessionDuration": desired.max_session_duration,
                 },
-                # The more visible of the two when both drifted, for the remediation metric.
-                Aspect.Description
-                if Aspect.Description in role_fields
-                else Aspect.MaxSessionDuration,
+                # One call sets both fields, so it repairs whichever of the two drifted.
+                frozenset(role_fields),
             )
         )
     return (*restrictive, *additive)
@@ -166,32 +175,31 @@ def plan_delete(observed: model.ObservedRole) -> tuple[model.Operation, ...]:
     role = observed.role_name
     return (
         *(
-            Operation("DetachRolePolicy", {"RoleName": role, "PolicyArn": arn}, None)
+            Operation("DetachRolePolicy", {"RoleName": role, "PolicyArn": arn})
             for arn in sorted(observed.managed_policy_arns)
         ),
         *(
-            Operation("DeleteRolePolicy", {"RoleName": role, "PolicyName": name}, None)
+            Operation("DeleteRolePolicy", {"RoleName": role, "PolicyName": name})
             for name in sorted(observed.inline_policies)
         ),
         *(
             Operation(
                 "RemoveRoleFromInstanceProfile",
                 {"InstanceProfileName": profile, "RoleName": role},
-                None,
             )
             for profile in sorted(observed.instance_profile_names)
         ),
-        Operation("DeleteRole", {"RoleName": role}, None),
+        Operation("DeleteRole", {"RoleName": role}),
     )
 
 
 def plan_release(observed: model.ObservedRole) -> tuple[model.Operation, ...]:
     """Retain: drop only the ownership tags (in the spelling found), leave the role as it is."""
-    owned = {key.lower() for key in model.OWNERSHIP_TAG_KEYS}
+    owned = {key.lower() for key in constants.OWNERSHIP_TAG_KEYS}
     keys = sorted(key for key in observed.tags if key.lower() in owned)
     if not keys:
         return ()
-    return (Operation("UntagRole", {"RoleName": observed.role_name, "TagKeys": keys}, None),)
+    return (Operation("UntagRole", {"RoleName": observed.role_name, "TagKeys": keys}),)
 
 
 def plan_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> tuple[model.Operation, ...]:
@@ -205,32 +213,40 @@ def plan_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> tuple[mo
     stale = sorted(
         key
         for key in observed.tags
-        if key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted
+        if key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX) and key not in wanted
     )
     missing = {key: value for key, value in wanted.items() if observed.tags.get(key) != value}
     operations = []
     if stale:
         operations.append(
-            Operation("UntagRole", {"RoleName": observed.role_name, "TagKeys": stale}, Aspect.Tags)
+            Operation(
+                "UntagRole",
+                {"RoleName": observed.role_name, "TagKeys": stale},
+                frozenset({Aspect.Tags}),
+            )
         )
     if missing:
         operations.append(
             Operation(
-                "TagRole", {"RoleName": observed.role_name, "Tags": _tag_list(missing)}, Aspect.Tags
+                "TagRole",
+                {"RoleName": observed.role_name, "Tags": _tag_list(missing)},
+                frozenset({Aspect.Tags}),
             )
         )
     return tuple(operations)
 
 
 def _attach(role: str, arn: str) -> model.Operation:
-    return Operation("AttachRolePolicy", {"RoleName": role, "PolicyArn": arn}, Aspect.ManagedPolicy)
+    return Operation(
+        "AttachRolePolicy", {"RoleName": role, "PolicyArn": arn}, frozenset({Aspect.ManagedPolicy})
+    )
 
 
 def _put_inline(role: str, name: str, document: Mapping[str, Any]) -> model.Operation:
     return Operation(
         "PutRolePolicy",
         {"RoleName": role, "PolicyName": name, "PolicyDocument": policy.dumps(document)},
-        Aspect.InlinePolicy,
+        frozenset({Aspect.InlinePolicy}),
     )
 
 
@@ -245,7 +261,7 @@ def after_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> model.O
     tags = {
         key: value
         for key, value in observed.tags.items()
-        if not (key.lower().startswith(model.OWNERSHIP_TAG_PREFIX) and key not in wanted)
+        if not (key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX) and key not in wanted)
     }
     tags.update(wanted)
     return dataclasses.replace(observed, tags=tags)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from ecsrole.core import iam, model
+from ecsrole.core import constants, iam
 
 #: Tags a spec may declare: IAM's limit minus the operator's ownership tags.
-MAX_DECLARED_TAGS = iam.MAX_TAGS_PER_ROLE - len(model.OWNERSHIP_TAG_KEYS)
+MAX_DECLARED_TAGS = iam.MAX_TAGS_PER_ROLE - len(constants.OWNERSHIP_TAG_KEYS)
 #: IAM's hard limit of managed policies per role (the default quota is 10, raisable to 20),
 #: minus the always-attached AmazonECSTaskExecutionRolePolicy.
 MAX_ADDITIONAL_POLICIES = 19
@@ -217,7 +217,7 @@ def check_tags(tags: Mapping[str, str]) -> None:
         raise SpecError(
             "spec.tags",
             f"at most {MAX_DECLARED_TAGS} tags (IAM allows {iam.MAX_TAGS_PER_ROLE} per role and "
-            f"the operator writes {len(model.OWNERSHIP_TAG_KEYS)} ownership tags)",
+            f"the operator writes {len(constants.OWNERSHIP_TAG_KEYS)} ownership tags)",
         )
     seen: dict[str, str] = {}
     for key, value in tags.items():

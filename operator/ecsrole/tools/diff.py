@@ -31,17 +31,18 @@ from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
 from ecsrole import config as config_module
+from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
 from ecsrole.aws.iam import CallerIdentity
+from ecsrole.core import config as config_model
+from ecsrole.core import constants, iam, model, ownership, plan, policy
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, model, ownership, plan, policy
 from ecsrole.core.spec import DriftPolicy, RoleSpec, SpecError, parse_spec
-from ecsrole.tools import manifests, readonly
+from ecsrole.tools import manifests
 
 API_VERSION = "ecsrole.dev/diff/v1"
 KIND = "DiffReport"
-PAUSED_ANNOTATION = "ecsrole.dev/paused"  # reconciler.PAUSED_ANNOTATION (kept kopf-free here)
 #: Stands in for the uid Kubernetes assigns when the manifest is applied (ecsrole.dev/uid).
 UID_PLACEHOLDER = "<uid of the applied resource>"
 
@@ -104,8 +105,8 @@ _CREDENTIAL_ERROR_CODES = frozenset({"NoCredentialsError", "PartialCredentialsEr
 def evaluate_all(
     items: Sequence[manifests.Manifest],
     *,
-    config: config_module.OperatorConfig,
-    reader: Callable[[config_module.AccountConfig], RoleReader],
+    config: config_model.OperatorConfig,
+    reader: Callable[[config_model.AccountConfig], RoleReader],
 ) -> list[RoleDiff]:
     """Judge every manifest in order; a later manifest claiming an earlier one's role conflicts."""
     claims: dict[tuple[str, str], manifests.Manifest] = {}
@@ -143,8 +144,8 @@ def _target(item: manifests.Manifest) -> dict[str, Any]:
 
 def _evaluate(
     item: manifests.Manifest,
-    config: config_module.OperatorConfig,
-    reader_for: Callable[[config_module.AccountConfig], RoleReader],
+    config: config_model.OperatorConfig,
+    reader_for: Callable[[config_model.AccountConfig], RoleReader],
     claims: dict[tuple[str, str], manifests.Manifest],
     identities: dict[str, CallerIdentity],
 ) -> RoleDiff:
@@ -206,7 +207,7 @@ def _evaluate(
     desired = _desired(spec, account, item, identity, owner)
     if isinstance(desired, model.Refusal):
         return refused(desired.reason, desired.message)
-    paused = str(item.annotations.get(PAUSED_ANNOTATION, "")).lower() == "true"
+    paused = str(item.annotations.get(constants.PAUSED_ANNOTATION, "")).lower() == "true"
     observed = reader.read_role(spec.role_name)
     ignored = account.ignored_tag_keys
     start = dataclasses.replace(start, arn=observed.arn if observed is not None else desired.arn)
@@ -216,14 +217,14 @@ def _evaluate(
         if paused:
             return result(
                 Outcome.Paused,
-                message=f"{PAUSED_ANNOTATION} is set: the role is not created",
+                message=f"{constants.PAUSED_ANNOTATION} is set: the role is not created",
                 drifts=drifts,
             )
         return result(Outcome.Create, drifts=drifts, operations=plan.plan_create(desired))
 
     if ownership.ownership_tags_match_without_uid(observed, owner):
         # The role is this manifest's; keep the uid it carries, which a manifest cannot know.
-        uid = observed.tags.get(model.TAG_UID, UID_PLACEHOLDER)
+        uid = observed.tags.get(constants.TAG_UID, UID_PLACEHOLDER)
         owner = dataclasses.replace(owner, uid=uid)
         desired = _desired(spec, account, item, identity, owner)
         if isinstance(desired, model.Refusal):  # pragma: no cover - the uid decides no refusal
@@ -232,7 +233,7 @@ def _evaluate(
         if paused:
             return result(
                 Outcome.Paused,
-                message=f"{PAUSED_ANNOTATION} is set: no AWS writes"
+                message=f"{constants.PAUSED_ANNOTATION} is set: no AWS writes"
                 + ("; the role differs from the spec" if drifts else ""),
                 drifts=drifts,
             )
@@ -274,7 +275,7 @@ def _evaluate(
     if paused:
         return result(
             Outcome.Paused,
-            message=f"{PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
+            message=f"{constants.PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
         )
     tagging = plan.plan_tag_owner(observed, owner)
     # Judge the rest against the role as it is once adopted, so the ownership tags the adoption
@@ -301,7 +302,7 @@ def _evaluate(
 
 def _desired(
     spec: RoleSpec,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     item: manifests.Manifest,
     identity: CallerIdentity,
     owner: model.Owner,
@@ -444,7 +445,8 @@ def report(
                 "operations": [
                     {
                         "action": operation.action,
-                        "aspect": operation.aspect.value if operation.aspect else None,
+                        "aspect": next((a.value for a in model.ordered(operation.aspects)), None),
+                        "aspects": [aspect.value for aspect in model.ordered(operation.aspects)],
                         "params": operation_params(operation),
                     }
                     for operation in result.operations

@@ -35,14 +35,13 @@ from typing import Any, TextIO
 import yaml
 
 from ecsrole import config as config_module
+from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
+from ecsrole.core import config as config_model
+from ecsrole.core import constants, iam, model, ownership, policy, spec
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, model, ownership, policy, spec
-from ecsrole.tools import readonly
 
-API_VERSION = "iam.ecsrole.dev/v1alpha1"
-KIND = "EcsExecutionRole"
 #: Stands in for the uid of the applied resource when judging the role "as once adopted".
 _UID = "<uid>"
 _MAX_NAME = 63
@@ -335,15 +334,15 @@ def _tags_after_adoption(observed: model.ObservedRole, owner: model.Owner) -> di
     tags = {
         key: value
         for key, value in observed.tags.items()
-        if not key.lower().startswith(model.OWNERSHIP_TAG_PREFIX)
+        if not key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX)
     }
     tags.update(owner.tags())
     return tags
 
 
 def _judging_account(
-    account: config_module.AccountConfig, namespace: str, *, configured: bool
-) -> config_module.AccountConfig:
+    account: config_model.AccountConfig, namespace: str, *, configured: bool
+) -> config_model.AccountConfig:
     """The account the spec is judged with: the real one, minus what a manifest cannot fix.
 
     The namespace and allowAdoption become warnings (the platform team decides). With a real
@@ -364,7 +363,7 @@ def render_role(
     *,
     name: str,
     namespace: str,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     partition: str,
     cluster_name: str,
     configured: bool,
@@ -422,8 +421,8 @@ def render_role(
         if isinstance(verdict, model.Refusal):
             warnings.append(f"the operator will refuse it: {verdict.reason}: {verdict.message}")
     manifest = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec_dict,
     }
@@ -466,7 +465,7 @@ def import_roles(
     roles: Iterable[model.ObservedRole],
     *,
     namespace: str,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     partition: str,
     cluster_name: str,
     configured: bool,
@@ -490,8 +489,8 @@ def import_roles(
             claimed = ", ".join(
                 f"{key}={value}"
                 for key, value in sorted(observed.tags.items())
-                if key.lower().startswith(model.OWNERSHIP_TAG_PREFIX)
-                and key.lower() != model.TAG_UID
+                if key.lower().startswith(constants.OWNERSHIP_TAG_PREFIX)
+                and key.lower() != constants.TAG_UID
             )
             skipped.append(
                 Skipped(
@@ -579,7 +578,7 @@ def _region() -> str:
     return (
         os.environ.get("AWS_REGION")
         or os.environ.get("AWS_DEFAULT_REGION")
-        or config_module.DEFAULT_REGION
+        or config_model.DEFAULT_REGION
     )
 
 
@@ -596,7 +595,7 @@ def run(
 
     if not iam.is_account_id(options.account_id):
         return fail(f"--account {options.account_id!r}: must be exactly 12 digits")
-    loaded: config_module.OperatorConfig | None = None
+    loaded: config_model.OperatorConfig | None = None
     if options.config_path is not None:
         try:
             loaded = config_module.load_config(options.config_path)
@@ -613,7 +612,7 @@ def run(
                 f"{options.config_path} (accounts: {known})"
             )
     else:
-        account = config_module.AccountConfig(account_id=options.account_id)
+        account = config_model.AccountConfig(account_id=options.account_id)
     prefix = options.path_prefix if options.path_prefix is not None else account.role_path_prefix
     if (problem := iam.path_problem(prefix)) is not None:
         return fail(f"--path-prefix {prefix!r}: {problem}")
@@ -685,7 +684,7 @@ def _write(result: ImportResult, options: ImportOptions, *, stdout: TextIO, stde
 def _summarise(
     result: ImportResult,
     options: ImportOptions,
-    account: config_module.AccountConfig,
+    account: config_model.AccountConfig,
     configured: bool,
     prefix: str,
     stderr: TextIO,

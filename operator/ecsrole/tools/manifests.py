@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-KIND = "EcsExecutionRole"
-GROUP = "iam.ecsrole.dev"
-SUPPORTED_VERSIONS = ("v1alpha1",)
+from ecsrole.core import constants
+
+SUPPORTED_VERSIONS = (constants.VERSION,)
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
 
@@ -106,14 +106,16 @@ def parse_documents(
             continue
         kind, api_version = document.get("kind"), document.get("apiVersion")
         group, _, version = str(api_version or "").rpartition("/")
-        if kind != KIND or group != GROUP:
+        if kind != constants.KIND or group != constants.GROUP:
             skipped.append(_describe(document))
-            loaded.warnings.append(f"{where}: skipped {_describe(document)}: not an {KIND}")
+            loaded.warnings.append(
+                f"{where}: skipped {_describe(document)}: not an {constants.KIND}"
+            )
             continue
         if version not in SUPPORTED_VERSIONS:
             loaded.errors.append(
                 f"{where}: apiVersion {api_version} is not supported "
-                f"(this ecsrole reads {', '.join(f'{GROUP}/{v}' for v in SUPPORTED_VERSIONS)})"
+                f"(this ecsrole reads {', '.join(f'{constants.GROUP}/{v}' for v in SUPPORTED_VERSIONS)})"
             )
             continue
         manifest = _manifest(document, where, default_namespace, loaded.errors)
@@ -121,7 +123,7 @@ def parse_documents(
             loaded.manifests.append(manifest)
     if required and not loaded.manifests and not loaded.errors:
         found = f" (found: {', '.join(skipped)})" if skipped else " (it holds no documents)"
-        loaded.errors.append(f"{source}: no {KIND} in it{found}")
+        loaded.errors.append(f"{source}: no {constants.KIND} in it{found}")
         loaded.warnings.clear()  # the error names what was skipped
     return loaded
 
@@ -209,7 +211,7 @@ def load(paths: Iterable[str], *, default_namespace: str, stdin_text: str | None
                 )
             if len(loaded.manifests) == before and len(loaded.errors) == errors_before:
                 loaded.errors.append(
-                    f"{path}: no {KIND} found in this directory "
+                    f"{path}: no {constants.KIND} found in this directory "
                     f"({len(files)} file(s) ending in {', '.join(MANIFEST_SUFFIXES)})"
                 )
         else:
@@ -224,7 +226,7 @@ def load(paths: Iterable[str], *, default_namespace: str, stdin_text: str | None
         key = (manifest.namespace, manifest.name)
         if key in seen:
             loaded.errors.append(
-                f"{manifest.source}: {KIND} {manifest.namespace}/{manifest.name} is also "
+                f"{manifest.source}: {constants.KIND} {manifest.namespace}/{manifest.name} is also "
                 f"defined in {seen[key]}"
             )
         else:

@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from ecsrole.tools import readonly
+from ecsrole.aws import readonly
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ the CI job its role:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -25,8 +25,11 @@ from botocore.exceptions import (
 from ecsrole.aws.clients import AccountAccess, AccountClients, ClientFactory
 from ecsrole.aws.errors import AwsCallError, FailureKind, classify
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
-from ecsrole.config import AccountConfig
+from ecsrole.core.config import AccountConfig
 from ecsrole.core.model import ObservedRole
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 READ_PREFIXES = ("Get", "List")
 _HOOK_ID = "ecsrole-tools-read-only"
@@ -46,7 +49,7 @@ def _refuse_writes(model: Any = None, **_: Any) -> None:
         raise WriteRefusedError(f"refused IAM {name}: ecsrole's tools only read IAM")
 
 
-def forbid_writes(iam_client: Any) -> None:
+def forbid_writes(iam_client: IAMClient) -> None:
     """Make `iam_client` refuse every operation but Get* and List* (idempotent)."""
     iam_client.meta.events.register("before-call.iam", _refuse_writes, unique_id=_HOOK_ID)
 
