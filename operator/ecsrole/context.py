@@ -54,6 +54,8 @@ class OperatorContext:
     _in_sync_at: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
     resources: Any = None  # kopf's index of resources by account, set at startup
+    claims: Any = None  # kopf's index of claims by account and role name (core.claims)
+    sweeper: Any = None  # sweeper.Sweeper of the current leadership term (wakes claimants)
     #: Monotonic seconds for the settle window, the identity cache and the seed (tests pass a
     #: fake clock); wall-clock times (in-sync observations) stay time.time.
     clock: Callable[[], float] = time.monotonic

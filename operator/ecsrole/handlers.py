@@ -1,4 +1,4 @@
-"""kopf glue, and the only module that imports kopf: settings, the conflict index, handlers.
+"""kopf glue, and the only module that imports kopf: settings, the claim index, handlers.
 
 Handlers stay thin: they run the Reconciler in the worker pool and turn its Result into a
 status patch, Events, metrics and a retry. They return None, because a handler's return value
@@ -22,6 +22,7 @@ from ecsrole import crdgate, logs, metrics, report
 from ecsrole import health as health_module
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
+from ecsrole.core import claims
 from ecsrole.core.constants import GROUP, PLURAL, PREFIX, VERSION
 from ecsrole.kube import KubeClient, KubeError, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
@@ -92,8 +93,9 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     # Events of 1,000 creations trickled out for minutes.
     settings.posting.worker_limit = 8
     settings.posting.idle_timeout = 0.1
-    # The sweeps read the same in-memory index kopf keeps for handlers.
+    # The sweeps read the same in-memory indices kopf keeps for handlers.
     memo.resources = kwargs["resources_by_account"]
+    memo.claims = kwargs["role_claims"]
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -157,34 +159,31 @@ async def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSes
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
 def role_claims(
-    *, uid: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, **_: Any
-) -> dict[tuple[str, str], tuple[int, str, str]]:
-    """Who claims which account+role: role names are unique per account regardless of case.
-
-    A resource that has recorded its role (status.roleId) ranks first: creationTimestamp has
-    one-second resolution, so a resource created in the same second as the holder must not
-    win the tie on its uid and turn the holder into the conflicting one.
-    """
-    key = (str(spec.get("accountId", "")), str(spec.get("roleName", "")).lower())
-    holds = 0 if status.get("roleId") else 1
-    return {key: (holds, str(meta.get("creationTimestamp", "")), uid)}
+    *,
+    uid: str,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    memo: OperatorContext,
+    **_: Any,
+) -> dict[tuple[str, str], claims.Claim]:
+    """Who validly claims which account+role (the rules: `core.claims`); refused: no entry."""
+    claim = claims.claim_of(
+        memo.config,
+        namespace=str(namespace or ""),
+        uid=uid,
+        created=str(meta.get("creationTimestamp", "")),
+        spec=spec,
+        status=status,
+    )
+    return {} if claim is None else {claims.key_of(spec): claim}
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
 def resources_by_account(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
     """Every resource by account, as the sweeps see them (spec, status, annotations only)."""
     return {str(spec.get("accountId", "")): Resource.from_body(body).for_index()}
-
-
-def _is_conflicting(index: kopf.Index[Any, Any], spec: Mapping[str, Any], uid: str) -> bool:
-    """True when another resource ranks first for the role (see `role_claims`).
-
-    First comes the resource that recorded the role, then the oldest, then (same second) the
-    smallest uid.
-    """
-    key = (str(spec.get("accountId", "")), str(spec.get("roleName", "")).lower())
-    claims = list(index.get(key, []))
-    return bool(claims) and min(claims)[-1] != uid
 
 
 def _apply(result: Result, resource: Resource, body: kopf.Body, patch: kopf.Patch) -> None:
@@ -223,7 +222,9 @@ async def reconcile(
 ) -> None:
     """Create, resume and update all converge the same way: observe, then act on the diff."""
     resource = Resource.from_body(body)
-    conflicting = _is_conflicting(kwargs["role_claims"], resource.spec, resource.uid)
+    conflicting = claims.is_conflicting(
+        kwargs["role_claims"].get(claims.key_of(resource.spec), ()), resource.uid
+    )
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
         async with memo.in_flight, memo.lock_for(resource.uid):
@@ -248,6 +249,20 @@ async def reconcile(
         raise kopf.TemporaryError(
             result.outcome.sync_message or "retrying", delay=result.retry_after or 30
         )
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+async def claims_changed(
+    *, type: str | None, spec: kopf.Spec, memo: OperatorContext, **_: Any
+) -> None:
+    """A claim on this role appeared, changed or went: let the sweeper wake the next claimant.
+
+    kopf updates its indices before event handlers run, so a DELETED event already sees the
+    ranking without the departed object. The initial listing (type None) is left to the
+    resume handlers, which reconcile every object anyway.
+    """
+    if type is not None and memo.sweeper is not None:
+        memo.sweeper.claims_changed(claims.key_of(spec))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
@@ -412,6 +427,7 @@ async def _lead(
             working.set()
 
     sweeper = Sweeper(context, kube)
+    context.sweeper = sweeper
     context.seeds = Seeder(context)
     tasks = [
         asyncio.create_task(hold_lease(), name="lease"),

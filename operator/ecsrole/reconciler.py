@@ -5,9 +5,13 @@ worker pool and turn its Result into a status patch, Events and a retry. Every d
 from the pure core (desired state, ownership, diff, plan); this module orders the steps and
 makes sure the safety checks come before any call that could write:
 
-    spec parses -> account listed for the namespace -> no older claim on the role
+    spec parses -> account listed for the namespace -> no earlier claim on the role
     -> caller identity is the spec's account -> desired state allowed -> read the role
-    -> create | claim (crash recovery, adoption) | refuse -> diff -> repair or report
+    -> create | the recorded role | claim (crash recovery, adoption) | refuse
+    -> diff -> repair or report
+
+Which claim wins a role name is `core.claims`; whether a role is the resource's own is
+`core.ownership.standing`, the same rule at reconcile and at deletion.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Any
 from ecsrole.aws.errors import AwsCallError, FailureKind
 from ecsrole.aws.iam import IamAdapter
 from ecsrole.context import OperatorContext
+from ecsrole.core import claims, iam, model, ownership, plan
 from ecsrole.core import desired as desired_module
 from ecsrole.core import diff as diff_module
-from ecsrole.core import iam, model, ownership, plan
 from ecsrole.core.config import AccountConfig
 from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
 from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
@@ -35,9 +39,9 @@ from ecsrole.status import KEEP_READY, Outcome
 
 # The only annotations the lifecycle reads: the user's switches.
 SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
-# How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
-# the API server and IAM) and still count as created by this resource before a crash.
-CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
+# A recorded role found gone under Enforce: the record is dropped first, and the role is created
+# anew this long after (see `Reconciler._role_absent`).
+RECREATE_AFTER_SECONDS = 1.0
 # Strings up to this length are shared between the index's copies: condition types, reasons and
 # messages, account ids, namespaces and one-second timestamps repeat across thousands of objects.
 SHARED_STRING_MAX = 64
@@ -309,10 +313,7 @@ class Reconciler:
 
     def _account(self, resource: Resource, spec: RoleSpec) -> AccountConfig | None:
         """The account's entry when it lists the resource's namespace; else no AWS call at all."""
-        account = self.config.account(spec.account_id)
-        if account is None or not account.allows_namespace(resource.namespace):
-            return None
-        return account
+        return claims.account_for(self.config, resource.namespace, spec.account_id)
 
     def _owner(self, resource: Resource) -> Owner:
         return Owner(
@@ -350,8 +351,7 @@ class Reconciler:
             return _refused(
                 target,
                 "ConflictingResource",
-                f"another EcsExecutionRole already manages role {spec.role_name} in account "
-                f"{spec.account_id}; this one is ignored until that one is deleted",
+                claims.conflict_message(spec.role_name, spec.account_id),
             )
         try:
             return self._reconcile(resource, spec, account, target, observation, retry)
@@ -388,7 +388,7 @@ class Reconciler:
         detection = _Detection.start(self.context, resource, observation, bool(recorded_id))
 
         if observed is None:
-            absent = self._role_absent(spec, desired, adapter, target, detection, paused)
+            absent = self._role_absent(resource, spec, desired, adapter, target, detection, paused)
             if absent.outcome.role_id is not None:
                 # Created as declared: a change before the first sweep is then timed from
                 # here (detection latency), not left without a starting point.
@@ -397,8 +397,25 @@ class Reconciler:
 
         events: list[Event] = []
         adopted: bool | None = None
-        if not (recorded_id and observed.role_id == recorded_id):
-            claim = self._claim(resource, spec, account, observed, owner, identity.arn, target)
+        standing = ownership.standing(
+            observed,
+            owner,
+            str(recorded_id) if recorded_id else None,
+            resource_created=resource.created,
+            path=spec.path,
+        )
+        if standing == ownership.Standing.NOT_THE_RECORDED_ROLE:
+            return _refused(
+                target,
+                "RoleExistsNotOwned",
+                ownership.not_the_recorded_role_message(
+                    observed, str(recorded_id), spec.account_id
+                ),
+            )
+        if standing != ownership.Standing.OWNED:
+            claim = self._claim(
+                resource, spec, account, observed, owner, identity.arn, target, standing
+            )
             if isinstance(claim, Result):
                 return claim
             events.append(claim)
@@ -481,6 +498,7 @@ class Reconciler:
 
     def _role_absent(
         self,
+        resource: Resource,
         spec: RoleSpec,
         desired: DesiredRole,
         adapter: IamAdapter,
@@ -488,7 +506,14 @@ class Reconciler:
         detection: _Detection,
         paused: bool,
     ) -> Result:
-        """Create the role; or, when it existed before and may not be recreated, report it."""
+        """Create the role; or, when it existed before and may not be recreated, report it.
+
+        A recorded role that is gone is re-created in two steps: first its record is dropped
+        (status.roleId cleared, RoleMissing), then, on the retry, the role is created and its new
+        id recorded. A crash right after that CreateRole then leaves a role the crash-recovery
+        claim recognises (no id recorded, this object's tags, newer than the object); with the
+        old id still recorded it could not be told from an impostor carrying copied tags.
+        """
         was_created = detection.had_role
         missing = (Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM"),)
         detected = detection.new_drift(missing) if was_created else ()
@@ -519,22 +544,39 @@ class Reconciler:
                 ),
                 target=target,
             )
+        if was_created:
+            return Result(
+                outcome=Outcome(
+                    ready_reason="RoleMissing",
+                    ready_message=f"{missing[0].message}; it is created anew",
+                    drifts=missing,
+                    in_progress=True,
+                    extra={"roleId": None},
+                ),
+                target=target,
+                events=detection.events(detected, repaired=()),
+                retry_after=RECREATE_AFTER_SECONDS,
+                done=False,
+                **detection.fields(detected),
+            )
+        recreating = any(
+            d.get("aspect") == Aspect.RoleMissing.value for d in resource.status.get("drift") or ()
+        )
         created = adapter.apply(plan.plan_create(desired))
         if created is None:  # pragma: no cover - plan_create always starts with CreateRole
             raise RuntimeError("CreateRole returned no role")
         self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect))
-        reason = "Recreated" if was_created else "Created"
+        reason = "Recreated" if recreating else "Created"
+        events = [Event("Normal", reason, f"{reason} IAM role {created['Arn']}")]
+        if recreating:
+            events.append(Event("Normal", "DriftRepaired", "Put back RoleMissing"))
         return Result(
             outcome=Outcome(
                 arn=created["Arn"], role_id=created["RoleId"], extra={"adopted": False}
             ),
             target=target,
-            events=(
-                Event("Normal", reason, f"{reason} IAM role {created['Arn']}"),
-                *detection.events(detected, repaired=(Aspect.RoleMissing,)),
-            ),
-            remediated=(Aspect.RoleMissing,) if detected else (),
-            **detection.fields(detected),
+            events=tuple(events),
+            remediated=(Aspect.RoleMissing,) if recreating else (),
         )
 
     def _claim(
@@ -546,9 +588,10 @@ class Reconciler:
         owner: Owner,
         caller_arn: str,
         target: Target,
+        standing: ownership.Standing,
     ) -> Result | Event:
-        """A role not yet recorded as ours: recover it after a crash, adopt it, or refuse."""
-        if self._created_by_us_before_a_crash(resource, observed, owner, spec.path):
+        """No id recorded yet: the role this object created before a crash, adopt it, or refuse."""
+        if standing == ownership.Standing.CREATED_BEFORE_CRASH:
             return Event("Normal", "Created", f"Recorded IAM role {observed.arn}, created earlier")
         if not spec.adopt:
             return _refused(
@@ -579,20 +622,6 @@ class Reconciler:
             )
         self.context.adapter(account).apply(plan.plan_tag_owner(observed, owner))
         return Event("Normal", "Adopted", f"Adopted IAM role {observed.arn}")
-
-    @staticmethod
-    def _created_by_us_before_a_crash(
-        resource: Resource, observed: ObservedRole, owner: Owner, path: str
-    ) -> bool:
-        """CreateRole, then a crash before status.roleId was written: the role carries this
-        object's ownership tags (its uid among them), sits at the spec's path, and is no older
-        than the object. Anything else with those tags was not created for this object."""
-        if observed.path != path or not ownership.ownership_tags_match(observed, owner):
-            return False
-        created = observed.create_date
-        if resource.created is None or not isinstance(created, datetime.datetime):
-            return False
-        return created >= resource.created - CREATE_CLOCK_SKEW
 
     # -- deletion ------------------------------------------------------------------------
 
@@ -676,8 +705,8 @@ class Reconciler:
         target: Target,
         retry: int,
     ) -> Result:
-        """Delete or release an owned role. Without a recorded id, only a role this object
-        created just before a crash (see `_created_by_us_before_a_crash`) is its own."""
+        """Delete or release an owned role (`ownership.standing`: the recorded id, or without
+        one only a role this object created just before a crash); never touch the rest."""
         deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
         identity = self.context.caller_identity(account)
         if identity.account_id != spec.account_id and not recorded_id:
@@ -693,10 +722,11 @@ class Reconciler:
         adapter = self.context.adapter(account)
         observed = adapter.read_role(spec.role_name, with_instance_profiles=True)
         owner = self._owner(resource)
-        owned = observed is not None and (
-            ownership.is_owned(observed, owner, recorded_id)
-            if recorded_id
-            else self._created_by_us_before_a_crash(resource, observed, owner, spec.path)
+        owned = (
+            observed is not None
+            and ownership.standing(
+                observed, owner, recorded_id, resource_created=resource.created, path=spec.path
+            ).is_ours
         )
         if observed is None or not owned:
             return Result(

@@ -5,19 +5,29 @@ ListRoles, a few calls for hundreds of roles; perRole: ListRoles + per-role read
 each managed resource its role through the same Reconciler a kopf handler uses: Enforce
 repairs through the same plan, Report only reports. Nothing is written to Kubernetes when the
 outcome did not change, so a quiet account costs no API writes.
+
+It also wakes the next claimant of a role (`claims_changed`): a resource that lost the ranking
+of `core.claims` is refused once (ConflictingResource) and then left alone, with no retry, no
+timer and no poll, so a conflict at rest costs no Kubernetes write and no AWS call. When the
+claims on its role change (the winner's deletion finished, or it stops being a valid claim),
+kopf's event handler calls `claims_changed`, and the new winner, if it is still waiting on the
+old ranking, is reconciled at once through the same path a sweep uses. If the operator stops
+meanwhile, the resume handlers reconcile every object on the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from ecsrole import logs, metrics, report
 from ecsrole.aws.errors import AwsCallError
 from ecsrole.context import OperatorContext
-from ecsrole.core import cloudtrail
+from ecsrole.core import claims, cloudtrail
 from ecsrole.core.cloudtrail import RoleChange
 from ecsrole.core.config import AccountConfig
 from ecsrole.core.model import ObservedRole
@@ -52,6 +62,7 @@ class Sweeper:
     def __init__(self, context: OperatorContext, kube: KubeClient) -> None:
         self.context = context
         self.kube = kube
+        self._waking: dict[str, asyncio.Task[None]] = {}
 
     def _resources(self, account_id: str) -> list[Resource]:
         index = self.context.resources
@@ -64,6 +75,15 @@ class Sweeper:
             if resource.uid == uid:
                 return resource
         return None
+
+    def _claims(self, key: tuple[str, str]) -> list[claims.Claim]:
+        index = self.context.claims
+        if index is None:
+            return []
+        return list(index.get(key, []))
+
+    def _conflicting(self, resource: Resource) -> bool:
+        return claims.is_conflicting(self._claims(claims.key_of(resource.spec)), resource.uid)
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         """One task per configured account, running until `stop` is set.
@@ -176,10 +196,92 @@ class Sweeper:
                 role_name=latest.spec.get("roleName"),
             ):
                 reconciler = Reconciler(self.context)
+                conflicting = self._conflicting(latest)
                 result = await self.context.in_worker(
-                    lambda: reconciler.reconcile(latest, conflicting=False, observation=observation)
+                    lambda: reconciler.reconcile(
+                        latest, conflicting=conflicting, observation=observation
+                    )
                 )
                 await self._report(result, latest)
+                if not result.done and result.outcome.extra.get("roleId", "") is None:
+                    # The record of a vanished role was dropped: no longer sweepable, so the
+                    # re-creation is followed up here (kopf retries it on the handler path).
+                    self._follow_up(account_id, latest.uid, result.retry_after or 1.0)
+
+    def claims_changed(self, key: tuple[str, str]) -> None:
+        """The claims on `key` changed: wake their winner when it still waits (event loop side).
+
+        Cheap when nobody waits (an index lookup), so it is called on every watch event.
+        """
+        successor = claims.to_wake(self._claims(key))
+        if successor is not None and successor.uid not in self._waking:
+            self._start(successor.uid, self._wake(successor))
+
+    def _start(self, uid: str, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"follow-up-{uid}")
+        self._waking[uid] = task
+        task.add_done_callback(lambda _: self._waking.pop(uid, None))
+
+    async def _wake(self, successor: claims.Claim) -> None:
+        """Reconcile the new winner; retried with the reconcile's backoff until it is done."""
+        try:
+            result = await self.take_over(successor)
+        except Exception:
+            log.exception("taking over a claim crashed", account_id=successor.account_id)
+            return
+        if result is not None and not result.done:
+            await self._retry(successor.account_id, successor.uid, result.retry_after or 30.0)
+
+    def _follow_up(self, account_id: str, uid: str, delay: float) -> None:
+        if uid not in self._waking:
+            self._start(uid, self._retry(account_id, uid, delay))
+
+    async def _retry(self, account_id: str, uid: str, delay: float) -> None:
+        """Reconcile a resource no sweep covers (not recorded) until done, with its backoff."""
+        while True:
+            await asyncio.sleep(delay)
+            async with self.context.lock_for(uid):
+                latest = self._latest(account_id, uid)
+                if latest is None or latest.deleting:
+                    return
+                conflicting = self._conflicting(latest)
+                work = functools.partial(
+                    Reconciler(self.context).reconcile, latest, conflicting=conflicting
+                )
+                try:
+                    result = await self.context.in_worker(work)
+                except Exception:
+                    log.exception("a follow-up reconcile crashed", account_id=account_id)
+                    return
+                await self._report(result, latest)
+            if result.done:
+                return
+            delay = result.retry_after or 30.0
+
+    async def take_over(self, successor: claims.Claim) -> Result | None:
+        """One attempt: reconcile `successor` if it still wins and waits; None when it does not."""
+        async with self.context.lock_for(successor.uid):
+            latest = self._latest(successor.account_id, successor.uid)
+            if latest is None or latest.deleting:
+                return None
+            if latest.status.get("observedGeneration") != latest.generation:
+                return None  # a spec change is pending: kopf's own handler is about to run
+            current = claims.to_wake(self._claims(successor.key))
+            if current is None or current.uid != successor.uid:
+                return None
+            with logs.bound(
+                namespace=latest.namespace,
+                name=latest.name,
+                account_id=successor.account_id,
+                role_name=latest.spec.get("roleName"),
+            ):
+                log.info("taking over the role: the earlier claim went")
+                reconciler = Reconciler(self.context)
+                result = await self.context.in_worker(
+                    lambda: reconciler.reconcile(latest, conflicting=False)
+                )
+                await self._report(result, latest)
+                return result
 
     async def _report(self, result: Result, resource: Resource) -> None:
         patch = report.status_patch(result, resource)

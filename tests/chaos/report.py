@@ -43,6 +43,11 @@ How faults are made:
 `make test` runs short versions of scenarios 2, 4, 5 and 7 (tests/e2e/test_reliability.py) through
 the same code; scenario 7 is a check at the end of every test session over every operator log the
 session produced (all at DEBUG).
+
+Scenario 8 is different: a stateful model (hypothesis, tests/unit/claims_model.py) that drives the
+operator's own decision code (the Reconciler, core.claims, core.ownership, the Sweeper's sweep,
+CloudTrail and take-over paths) against the strict fake IAM of tests/unit/fake_iam.py and a fake
+view of the cluster; `make test` runs its default profile (derandomized), `make chaos` both.
 """
 
 

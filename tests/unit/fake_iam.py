@@ -10,10 +10,11 @@ mangles documents (URL-encoded, reordered, scalarised, `Sid: ""` dropped, ...).
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import random
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from ecsrole.core import model
 
 _IAM_MODEL = get_session().get_service_model("iam")
 MAX_TAGS = 50
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 class IamError(Exception):
@@ -57,6 +59,7 @@ class StoredRole:
     inline: dict[str, dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     instance_profiles: list[str] = field(default_factory=list)
+    create_date: datetime.datetime = EPOCH
 
 
 def _tag_collision(tags: dict[str, str], key: str) -> str | None:
@@ -64,12 +67,20 @@ def _tag_collision(tags: dict[str, str], key: str) -> str | None:
 
 
 class FakeIam:
-    """One account's roles. `rng` drives how documents are mangled on the way out."""
+    """One account's roles. `rng` drives how documents are mangled on the way out; `clock`
+    gives each new role its CreateDate."""
 
-    def __init__(self, account_id: str, partition: str, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        account_id: str,
+        partition: str,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
         self.account_id = account_id
         self.partition = partition
         self.rng = rng or random.Random(0)
+        self.clock = clock or (lambda: EPOCH)
         self.roles: dict[str, StoredRole] = {}
         self.calls: list[model.Operation] = []
         self._next_id = 1
@@ -119,8 +130,14 @@ class FakeIam:
             max_session_duration=MaxSessionDuration,
             boundary=PermissionsBoundary,
             tags=tags,
+            create_date=self.clock(),
         )
         self._next_id += 1
+
+    def new_role_id(self) -> str:
+        """A fresh id, as IAM gives one to every role ever created (never reused)."""
+        self._next_id += 1
+        return f"AROA{self._next_id - 1:016d}"
 
     def _update_assume_role_policy(self, RoleName: str, PolicyDocument: str) -> None:  # noqa: N803
         self._role(RoleName).trust = json.loads(PolicyDocument)
@@ -201,6 +218,7 @@ class FakeIam:
                 "RoleId": role.role_id,
                 "RoleName": role.name,
                 "Path": role.path,
+                "CreateDate": role.create_date,
                 # IAM omits Description when empty.
                 **({"Description": role.description} if role.description else {}),
                 "MaxSessionDuration": role.max_session_duration,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import types
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -115,7 +116,18 @@ def body(
     )
 
 
-def claims(*bodies: kopf.Body) -> dict[Any, list[Any]]:
+def _claims_memo() -> Any:
+    """What the index function reads of the memo: the configuration (the fixture's)."""
+    return types.SimpleNamespace(
+        config=OperatorConfig(
+            cluster_name=factories.OWNER.cluster,
+            settle_window=0.0,
+            accounts={ACCOUNT_ID: factories.account()},
+        )
+    )
+
+
+def claims(*bodies: kopf.Body, memo: FakeContext | None = None) -> dict[Any, list[Any]]:
     """kopf's role_claims index over these objects, built by the index function itself."""
     index: dict[Any, list[Any]] = {}
     for item in bodies:
@@ -124,6 +136,8 @@ def claims(*bodies: kopf.Body) -> dict[Any, list[Any]]:
             spec=item["spec"],
             meta=item["metadata"],
             status=item["status"],
+            namespace=item["metadata"].get("namespace"),
+            memo=memo if memo is not None else _claims_memo(),
         )
         for key, value in entries.items():
             index.setdefault(key, []).append(value)
@@ -175,7 +189,7 @@ def object_labels(item: kopf.Body) -> dict[str, str]:
 def test_kopfs_bookkeeping_lives_under_the_ecsrole_prefix(memo: FakeContext) -> None:
     settings = kopf.OperatorSettings()
     index: dict[str, Any] = {}
-    handlers.configure(settings=settings, memo=memo, resources_by_account=index)
+    handlers.configure(settings=settings, memo=memo, resources_by_account=index, role_claims={})
     assert settings.persistence.finalizer == "ecsrole.dev/finalizer"
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert settings.persistence.progress_storage.prefix == constants.PREFIX

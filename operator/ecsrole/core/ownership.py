@@ -5,13 +5,20 @@ included), AND the role id equals the one recorded in status at creation or adop
 are not enough: anyone with iam:TagRole could copy them onto another role and have the operator
 take it over, rewrite its trust, or delete it.
 
+One rule decides at reconcile and at deletion (`standing`): a resource that has recorded a role
+id accepts that role and no other, whatever another role's tags say; only while no id is
+recorded may a role carrying this object's tags be taken as the one it created just before a
+crash.
+
 Refusal messages name only the role the resource itself asked for, never another tenant's
 object: a role owned by someone else is "owned by another EcsExecutionRole or cluster".
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
+from enum import StrEnum
 
 from ecsrole.core import config, desired, iam, model, policy
 from ecsrole.core.constants import RESERVED_PATH_PREFIXES as PROTECTED_PATH_PREFIXES
@@ -20,6 +27,27 @@ from ecsrole.core.constants import RESERVED_PATH_PREFIXES as PROTECTED_PATH_PREF
 PROTECTED_ROLE_NAMES = ("OrganizationAccountAccessRole",)
 #: Role name prefixes of IAM Identity Center (SSO) roles and of service-linked roles.
 PROTECTED_ROLE_NAME_PREFIXES = ("AWSReservedSSO_", "AWSServiceRoleFor")
+#: How far a role's CreateDate may precede its resource's creationTimestamp (clock skew between
+#: the API server and IAM) and still count as created by this resource before a crash.
+CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
+
+
+class Standing(StrEnum):
+    """What an existing role with the resource's role name is to that resource."""
+
+    #: Its id is the recorded one and its ownership tags name this object: act on it.
+    OWNED = "Owned"
+    #: No id recorded yet, and the role is the one this object created just before a crash.
+    CREATED_BEFORE_CRASH = "CreatedBeforeCrash"
+    #: An id is recorded and this is not that role, or its ownership tags no longer name this
+    #: object: never written to, never deleted (RoleExistsNotOwned).
+    NOT_THE_RECORDED_ROLE = "NotTheRecordedRole"
+    #: No id recorded and not created by this object: adopt it (when allowed) or refuse.
+    UNCLAIMED = "Unclaimed"
+
+    @property
+    def is_ours(self) -> bool:
+        return self in (Standing.OWNED, Standing.CREATED_BEFORE_CRASH)
 
 
 def ownership_tags_match(observed: model.ObservedRole, owner: model.Owner) -> bool:
@@ -49,6 +77,69 @@ def is_owned(
         recorded_role_id is not None
         and observed.role_id == recorded_role_id
         and ownership_tags_match(observed, owner)
+    )
+
+
+def created_before_crash(
+    observed: model.ObservedRole,
+    owner: model.Owner,
+    *,
+    resource_created: datetime.datetime | None,
+    path: str,
+) -> bool:
+    """CreateRole, then a crash before status.roleId was written: the role carries this object's
+    ownership tags (its uid among them), sits at the spec's path, and is no older than the
+    object. Only meaningful while no id is recorded (see `standing`)."""
+    if observed.path != path or not ownership_tags_match(observed, owner):
+        return False
+    created = observed.create_date
+    if resource_created is None or not isinstance(created, datetime.datetime):
+        return False
+    return created >= resource_created - CREATE_CLOCK_SKEW
+
+
+def standing(
+    observed: model.ObservedRole,
+    owner: model.Owner,
+    recorded_role_id: str | None,
+    *,
+    resource_created: datetime.datetime | None,
+    path: str,
+) -> Standing:
+    """The one ownership rule, used before any write and at deletion.
+
+    A recorded id is authoritative: once a resource recorded its role, a role of the same name
+    with another id (deleted and re-created by hand, ownership tags copied or not) is never its
+    own, and neither is its own role once its ownership tags name someone else. The
+    crash-recovery claim applies only while no id is recorded.
+    """
+    if recorded_role_id:
+        if is_owned(observed, owner, recorded_role_id):
+            return Standing.OWNED
+        return Standing.NOT_THE_RECORDED_ROLE
+    if created_before_crash(observed, owner, resource_created=resource_created, path=path):
+        return Standing.CREATED_BEFORE_CRASH
+    return Standing.UNCLAIMED
+
+
+def not_the_recorded_role_message(
+    observed: model.ObservedRole, recorded_role_id: str, account_id: str
+) -> str:
+    """RoleExistsNotOwned's message for a resource whose recorded role was replaced or retagged."""
+    role = observed.role_name
+    if observed.role_id != recorded_role_id:
+        return (
+            f"role {role} in account {account_id} has id {observed.role_id}, not the id "
+            f"{recorded_role_id} this resource recorded: it was deleted and re-created outside "
+            "the operator, so nothing is written to it and deleting this resource leaves it "
+            "alone. Delete that role to have it reported missing (and re-created under "
+            "driftPolicy Enforce), or delete this resource"
+        )
+    return (
+        f"the ownership tags (ecsrole.dev/*) of role {role} in account {account_id} no longer "
+        "name this resource: they were changed outside the operator, so nothing is written to "
+        "the role and deleting this resource leaves it alone. Put this resource's ownership "
+        "tags back, or delete this resource"
     )
 
 
