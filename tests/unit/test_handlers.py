@@ -456,3 +456,92 @@ def test_a_lost_lease_stops_kopf_and_ends_with_status_1_without_releasing(
     assert (run["clusterwide"], run["namespaces"]) == (False, ("team-a",))
     assert not elector.released  # it is not ours any more
     assert Consumer.instances[0].stopped
+
+
+# -- a CRD being deleted: the operator finishes the deletions kopf no longer serves ----------
+
+
+class FakeKube:
+    """The KubeClient calls the finalizer makes: one list, status and metadata merge-patches."""
+
+    def __init__(self, items: list[Mapping[str, Any]]) -> None:
+        self.items = items
+        self.object_patches: list[tuple[str, Mapping[str, Any]]] = []
+        self.status_patches: list[tuple[str, Mapping[str, Any]]] = []
+        self.events: list[tuple[str, str]] = []
+        self.lists = 0
+
+    async def request(self, method: str, path: str, *_: Any, **__: Any) -> tuple[int, Any]:
+        assert (method, path) == ("GET", f"/apis/{constants.API_VERSION}/{constants.PLURAL}")
+        self.lists += 1
+        return 200, {"items": self.items}
+
+    async def patch_object(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.object_patches.append((name, patch))
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.status_patches.append((name, status))
+
+    async def post_event(self, *, name: str, reason: str, **_: Any) -> None:
+        self.events.append((name, reason))
+
+
+def being_deleted(
+    item: kopf.Body, *, finalizers: tuple[str, ...] = (handlers.FINALIZER,)
+) -> dict[str, Any]:
+    document = dict(item)
+    document["metadata"] = {
+        **item["metadata"],
+        "deletionTimestamp": "2026-12-01T11:00:00Z",
+        "finalizers": list(finalizers),
+        "resourceVersion": "42",
+    }
+    return document
+
+
+def test_a_terminating_crd_s_objects_lose_their_roles_then_their_finalizers(
+    memo: FakeContext, posted: list[tuple[str, str, str]]
+) -> None:
+    created = reconcile(memo, body())
+    kept = being_deleted(body("other"), finalizers=("someone.else/finalizer",))
+    kube = FakeKube([being_deleted(body(status=dict(created.status))), kept, dict(body("alive"))])
+    finalize = handlers.TerminatingCrdFinalizer(memo, kube, ())  # type: ignore[arg-type]
+
+    asyncio.run(finalize())
+
+    assert memo.fake.iam.observe("web-exec") is None  # Delete: the role it created is gone
+    assert kube.object_patches == [
+        ("web", {"metadata": {"finalizers": [], "resourceVersion": "42"}})
+    ]  # only its own finalizer, and only on the object being deleted
+    assert ("web", "Deleted") in kube.events
+
+
+def test_a_blocked_deletion_while_the_crd_terminates_keeps_the_finalizer_and_backs_off(
+    memo: FakeContext, posted: list[tuple[str, str, str]]
+) -> None:
+    created = reconcile(memo, body())
+    kube = FakeKube([being_deleted(body(status=dict(created.status)))])
+    memo.fake.fail = AwsCallError(FailureKind.ACCESS_DENIED, "DeleteRole", "AccessDenied", "no")
+    finalize = handlers.TerminatingCrdFinalizer(memo, kube, ())  # type: ignore[arg-type]
+
+    asyncio.run(finalize())
+    asyncio.run(finalize())  # the next look comes before the backoff: no second attempt
+
+    assert kube.object_patches == []
+    assert memo.fake.iam.observe("web-exec") is not None
+    assert [name for name, _ in kube.status_patches] == ["web"]
+    assert kube.status_patches[0][1]["conditions"][0]["reason"] == "DeletionBlocked"
+    assert kube.events.count(("web", "DeletionBlocked")) == 1
+
+
+def test_objects_outside_the_watched_namespaces_are_left_to_their_own_operator(
+    memo: FakeContext, posted: list[tuple[str, str, str]]
+) -> None:
+    created = reconcile(memo, body())
+    kube = FakeKube([being_deleted(body(status=dict(created.status)))])
+    finalize = handlers.TerminatingCrdFinalizer(memo, kube, ("team-elsewhere-*",))  # type: ignore[arg-type]
+
+    asyncio.run(finalize())
+
+    assert kube.object_patches == []
+    assert memo.fake.iam.observe("web-exec") is not None
