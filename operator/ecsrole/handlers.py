@@ -188,14 +188,15 @@ async def reconcile(
     conflicting = _is_conflicting(kwargs["role_claims"], resource.spec, resource.uid)
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        async with memo.in_flight, memo.lock_for(resource.uid):
+        async with memo.lock_for(resource.uid):
             observation = None
             if reason == "resume" and retry == 0 and memo.seeds is not None:
                 observation = await memo.seeds.observation(resource)
             result = await memo.in_worker(
                 lambda: Reconciler(memo).reconcile(
                     resource, conflicting=conflicting, retry=retry, observation=observation
-                )
+                ),
+                account_id=str(resource.spec.get("accountId", "")),
             )
         metrics.reconcile_duration.labels(str(reason)).observe(time.monotonic() - started)
         _apply(result, resource, body, patch)
@@ -220,8 +221,11 @@ async def delete(
     resource = Resource.from_body(body)
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        async with memo.in_flight, memo.lock_for(resource.uid):
-            result = await memo.in_worker(lambda: Reconciler(memo).delete(resource, retry=retry))
+        async with memo.lock_for(resource.uid):
+            result = await memo.in_worker(
+                lambda: Reconciler(memo).delete(resource, retry=retry),
+                account_id=str(resource.spec.get("accountId", "")),
+            )
         metrics.reconcile_duration.labels("delete").observe(time.monotonic() - started)
         _post_events(result, body)
         log.info("deletion", done=result.done, events=[e.reason for e in result.events])

@@ -12,6 +12,7 @@ from ecsrole import handlers, logs, metrics
 from ecsrole.aws import clients
 from ecsrole.context import OperatorContext
 from ecsrole.leader import LeaseSettings
+from ecsrole.shares import WorkerShares
 
 log = logs.get_logger(__name__)
 
@@ -41,6 +42,7 @@ def run(
             region=config.region, session_name=f"ecsrole-{config.cluster_name}"[:64]
         ),
         pool=pool,
+        shares=WorkerShares(aws_workers),
     )
     prometheus_client.start_http_server(
         metrics_address[1], addr=metrics_address[0], registry=metrics.REGISTRY

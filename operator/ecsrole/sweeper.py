@@ -115,12 +115,13 @@ class Sweeper:
         adapter = self.context.adapter(account)
         if account.sweep_mode == "bulk":
             observed = await self.context.in_worker(
-                lambda: adapter.read_roles_bulk(account.role_path_prefix)
+                lambda: adapter.read_roles_bulk(account.role_path_prefix), account_id=account_id
             )
         else:
             names = [str(r.spec.get("roleName", "")) for r in due]
             observed = await self.context.in_worker(
-                lambda: adapter.read_roles_each(account.role_path_prefix, names)
+                lambda: adapter.read_roles_each(account.role_path_prefix, names),
+                account_id=account_id,
             )
         for resource in due:
             role_name = str(resource.spec.get("roleName", "")).lower()
@@ -143,7 +144,7 @@ class Sweeper:
             return 0
         adapter = self.context.adapter(account)
         role: ObservedRole | None = await self.context.in_worker(
-            lambda: adapter.read_role(str(targets[0].spec["roleName"]))
+            lambda: adapter.read_role(str(targets[0].spec["roleName"])), account_id=account_id
         )
         for resource in targets:
             await self.check(resource, Observation(role, "event", changed_at))
@@ -154,7 +155,9 @@ class Sweeper:
         account = self.context.config.account(change.account_id)
         if account is None:
             return True
-        identity = await self.context.in_worker(lambda: self.context.caller_identity(account))
+        identity = await self.context.in_worker(
+            lambda: self.context.caller_identity(account), account_id=account.account_id
+        )
         if cloudtrail.made_by(change, identity.arn):
             return True
         await self.role_changed(change.account_id, change.role_name, change.event_time)
@@ -177,7 +180,10 @@ class Sweeper:
             ):
                 reconciler = Reconciler(self.context)
                 result = await self.context.in_worker(
-                    lambda: reconciler.reconcile(latest, conflicting=False, observation=observation)
+                    lambda: reconciler.reconcile(
+                        latest, conflicting=False, observation=observation
+                    ),
+                    account_id=account_id,
                 )
                 await self._report(result, latest)
 
@@ -246,7 +252,10 @@ class Seeder:
         if read is None:
             adapter = self.context.adapter(account)
             read = asyncio.ensure_future(
-                self.context.in_worker(lambda: adapter.read_roles_bulk(account.role_path_prefix))
+                self.context.in_worker(
+                    lambda: adapter.read_roles_bulk(account.role_path_prefix),
+                    account_id=account.account_id,
+                )
             )
             self._reads[account.account_id] = read
         try:
