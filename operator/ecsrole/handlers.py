@@ -23,7 +23,7 @@ from ecsrole.context import OperatorContext
 from ecsrole.kube import KubeClient, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
-from ecsrole.sweeper import Seeder, Sweeper
+from ecsrole.sweeper import Seeder, Sweeper, account_key, uid_key
 
 GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
 PREFIX = "ecsrole.dev"
@@ -92,7 +92,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     settings.posting.worker_limit = 8
     settings.posting.idle_timeout = 0.1
     # The sweeps read the same in-memory index kopf keeps for handlers.
-    memo.resources = kwargs["resources_by_account"]
+    memo.resources = kwargs["resource_index"]
 
 
 def _connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
@@ -133,9 +133,14 @@ def role_claims(
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
-def resources_by_account(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
-    """Every resource by account, as the sweeps see them (spec, status, annotations only)."""
-    return {str(spec.get("accountId", "")): Resource.from_body(body).for_index()}
+def resource_index(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
+    """Every resource as the sweeps see them (spec, status, annotations only), one copy under
+    two keys: its account (what a sweep reads) and its uid (the latest copy, in O(1))."""
+    resource = Resource.from_body(body).for_index()
+    return {
+        account_key(str(spec.get("accountId", ""))): resource,
+        uid_key(resource.uid): resource,
+    }
 
 
 def _is_conflicting(index: kopf.Index[Any, Any], spec: Mapping[str, Any], uid: str) -> bool:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import prometheus_client
 
 from ecsrole import config as config_module
-from ecsrole import handlers, logs, metrics
+from ecsrole import handlers, logs, looplag, metrics
 from ecsrole.aws import clients
 from ecsrole.context import OperatorContext
 from ecsrole.leader import LeaseSettings
@@ -56,8 +56,10 @@ def run(
     )
     try:
         code = asyncio.run(
-            handlers.run_operator(
-                context, namespaces=namespaces, health_address=health_address, lease=lease
+            looplag.run_watched(
+                handlers.run_operator(
+                    context, namespaces=namespaces, health_address=health_address, lease=lease
+                )
             )
         )
     finally:

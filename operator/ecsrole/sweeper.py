@@ -32,6 +32,16 @@ FAILED_SWEEP_EXTRA_DELAY = 30.0
 SEED_SECONDS = 120.0
 
 
+def account_key(account_id: str) -> str:
+    """Key of an account's resources in the resource index (handlers.resource_index)."""
+    return account_id
+
+
+def uid_key(uid: str) -> str:
+    """Key of one resource in the same index: a uid never looks like a 12-digit account id."""
+    return f"uid:{uid}"
+
+
 def sweepable(resource: Resource) -> bool:
     """Resources whose role the operator recorded and whose spec it has already handled.
 
@@ -57,13 +67,14 @@ class Sweeper:
         index = self.context.resources
         if index is None:
             return []
-        return list(index.get(account_id, []))
+        return list(index.get(account_key(account_id), []))
 
-    def _latest(self, account_id: str, uid: str) -> Resource | None:
-        for resource in self._resources(account_id):
-            if resource.uid == uid:
-                return resource
-        return None
+    def _latest(self, uid: str) -> Resource | None:
+        """The index's current copy of an object, None once it is gone (O(1), by uid)."""
+        index = self.context.resources
+        if index is None:
+            return None
+        return next(iter(index.get(uid_key(uid), ())), None)
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         """One task per configured account, running until `stop` is set.
@@ -167,7 +178,7 @@ class Sweeper:
         """Reconcile one resource against a detection read; write status only on change."""
         async with self.context.lock_for(resource.uid):
             account_id = str(resource.spec.get("accountId", ""))
-            latest = self._latest(account_id, resource.uid)
+            latest = self._latest(resource.uid)
             if latest is None or not sweepable(latest):
                 # Gone from the index: deleted while the sweep read AWS. Reconciling the stale
                 # copy would bring back its metric series (or its role).
