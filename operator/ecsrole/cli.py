@@ -97,9 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(env ECSROLE_LEADER_ELECTION, default true)",
     )
     run.add_argument(
+        "--selector",
+        type=_label_selector,
+        default=os.environ.get("ECSROLE_WATCH_SELECTOR") or None,
+        metavar="SELECTOR",
+        help="serve only the EcsExecutionRoles whose labels match this Kubernetes label selector, "
+        "e.g. ecsrole.dev/shard=team-a (the API server filters the watch); one operator per "
+        "selector shards the resources, each with a Lease of its own (env ECSROLE_WATCH_SELECTOR; "
+        "default: all)",
+    )
+    run.add_argument(
         "--lease-name",
-        default=_env("ECSROLE_LEASE_NAME", "ecsrole-leader"),
-        help="name of the Lease (env ECSROLE_LEASE_NAME, default ecsrole-leader)",
+        default=os.environ.get("ECSROLE_LEASE_NAME") or None,
+        help="name of the Lease (env ECSROLE_LEASE_NAME, default ecsrole-leader, or with "
+        "--selector ecsrole-leader-<hash of the selector>)",
     )
     run.add_argument(
         "--lease-namespace",
@@ -129,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="configuration file (YAML)")
     _add_tool_parsers(commands)
     return parser
+
+
+def _label_selector(value: str) -> str:
+    from ecsrole import selector
+
+    try:
+        selector.parse(value)
+    except selector.SelectorError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value.strip()
 
 
 def _role_arn_template(value: str) -> str:
@@ -267,10 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lease = None
     if args.leader_election:
+        from ecsrole import selector
+
         duration = args.lease_duration
         lease = LeaseSettings(
             namespace=args.lease_namespace,
-            name=args.lease_name,
+            name=args.lease_name or selector.lease_name(args.selector),
             identity=f"{_env('POD_NAME', socket.gethostname())}_{uuid.uuid4().hex[:8]}",
             lease_duration=duration,
             renew_deadline=duration * 2 / 3,
@@ -284,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_format=args.log_format,
         log_level=args.log_level,
         namespaces=tuple(args.namespace),
+        selector=args.selector,
         aws_workers=args.aws_workers,
     )
 

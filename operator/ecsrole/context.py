@@ -58,7 +58,10 @@ class OperatorContext:
     _writes: dict[tuple[str, str], dict[Aspect, float]] = field(default_factory=dict)
     _in_sync_at: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
-    resources: Any = None  # kopf's index of resources by account, set at startup
+    # The label selector of this shard (`--selector`): the API server sends only matching
+    # objects, so the handlers, the index and the sweeps see only this shard's resources.
+    selector: str | None = None
+    resources: Any = None  # kopf's index of resources (by account and by uid), set at startup
     seeds: Any = None  # sweeper.Seeder of the current leadership term
 
     def __copy__(self) -> OperatorContext:

@@ -91,6 +91,11 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     # Events of 1,000 creations trickled out for minutes.
     settings.posting.worker_limit = 8
     settings.posting.idle_timeout = 0.1
+    # A shard watches only its own objects: the selector goes to the API server with the list
+    # and watch requests (kopf's labels= filter on a handler would be client-side, after every
+    # object had been received, decoded and indexed).
+    if memo.selector:
+        settings.watching.label_selectors[GROUP, PLURAL] = memo.selector
     # The sweeps read the same in-memory index kopf keeps for handlers.
     memo.resources = kwargs["resource_index"]
 

@@ -26,6 +26,7 @@ def run(
     log_level: str,
     namespaces: tuple[str, ...],
     aws_workers: int,
+    selector: str | None = None,
     lease: LeaseSettings | None,
 ) -> int:
     logs.configure_logging(level=log_level, log_format=log_format)
@@ -43,6 +44,7 @@ def run(
         ),
         pool=pool,
         shares=WorkerShares(aws_workers),
+        selector=selector,
     )
     prometheus_client.start_http_server(
         metrics_address[1], addr=metrics_address[0], registry=metrics.REGISTRY
@@ -53,6 +55,8 @@ def run(
         accounts=len(config.accounts),
         metrics=f"http://{metrics_address[0]}:{metrics_address[1]}/metrics",
         namespaces=list(namespaces) or "all",
+        selector=selector or "all",
+        lease=lease.name if lease is not None else None,
     )
     try:
         code = asyncio.run(
