@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ecsrole import selector as selector_module
 from tests.conftest import OperatorFactory
+from tests.stack import manifests
 from tests.stack.faults import FaultProxy
 from tests.stack.kube import KIND, Kubectl, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
@@ -140,3 +143,69 @@ def test_two_shards_each_serve_exactly_their_own_resources(
     assert selector_module.lease_name(f"{SHARD_LABEL}={shards['a']}") != (
         selector_module.lease_name(f"{SHARD_LABEL}={shards['b']}")
     )
+
+
+SHARDS_VALUES = manifests.CHART / "ci" / "shards-values.yaml"
+
+
+def test_the_chart_installs_one_deployment_per_shard(
+    helm: Path, kubectl: Kubectl, own_namespace: str
+) -> None:
+    documents = manifests.render_chart(helm, namespace=own_namespace, values=[SHARDS_VALUES])
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    assert set(deployments) == {
+        "ecsrole",
+        "ecsrole-team-a",
+        "ecsrole-team-b",
+        "ecsrole-batch",
+    }
+
+    def shape(name: str) -> tuple[int, str | None, str | None, str | None]:
+        spec = deployments[name]["spec"]
+        args = spec["template"]["spec"]["containers"][0]["args"]
+        flag = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a}
+        pod_shard = spec["template"]["metadata"]["labels"].get(SHARD_LABEL)
+        assert spec["selector"]["matchLabels"].get(SHARD_LABEL) == pod_shard
+        return spec["replicas"], flag.get("--selector"), flag.get("--lease-name"), pod_shard
+
+    assert shape("ecsrole") == (2, f"!{SHARD_LABEL}", "ecsrole-leader", None)
+    assert shape("ecsrole-team-a") == (
+        2,
+        f"{SHARD_LABEL}=team-a",
+        "ecsrole-leader-team-a",
+        "team-a",
+    )
+    assert shape("ecsrole-team-b") == (
+        1,
+        f"{SHARD_LABEL}=team-b",
+        "ecsrole-leader-team-b",
+        "team-b",
+    )
+    assert shape("ecsrole-batch")[:2] == (0, f"{SHARD_LABEL}=batch")
+    # Every selector is one the operator accepts.
+    for name in deployments:
+        selector_module.parse(str(shape(name)[1]))
+    # The API server accepts them as rendered.
+    result = kubectl(
+        "apply",
+        "--dry-run=server",
+        "--server-side",
+        "--field-manager=shards-dry-run",
+        "--validate=strict",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(deployments.values(), sort_keys=False),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == 4, result.stdout
+
+
+def test_the_chart_refuses_a_shard_named_twice(helm: Path) -> None:
+    result = manifests.helm_template(
+        helm,
+        values=[SHARDS_VALUES],
+        set_values={"shards.deployments[0].name": "team-b"},
+    )
+    assert result.returncode != 0
+    assert 'the shard name "team-b" appears twice' in result.stderr
