@@ -169,7 +169,7 @@ def create_role_by_hand(
     return role
 
 
-def eventually(check: Callable[[], T], *, what: str, timeout: float = 30.0) -> T:
+def eventually(check: Callable[[], T], *, what: str, timeout: float = 90.0) -> T:
     """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -182,7 +182,7 @@ def eventually(check: Callable[[], T], *, what: str, timeout: float = 30.0) -> T
 
 
 def wait_ready(
-    kubectl: Kubectl, namespace: str, name: str, reason: str = "Reconciled", timeout: float = 30.0
+    kubectl: Kubectl, namespace: str, name: str, reason: str = "Reconciled", timeout: float = 90.0
 ) -> dict[str, Any]:
     """Wait until the operator has handled the CURRENT generation with Ready's `reason`.
 
@@ -246,14 +246,14 @@ def wait_event(
                 return event
         return None
 
-    return eventually(find, what=f"Event {reason} on {namespace}/{name}", timeout=15)
+    return eventually(find, what=f"Event {reason} on {namespace}/{name}", timeout=60)
 
 
 def delete_resource(kubectl: Kubectl, namespace: str, name: str) -> None:
     kubectl("delete", KIND, name, "-n", namespace, "--wait=false")
 
 
-def wait_gone(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30.0) -> None:
+def wait_gone(kubectl: Kubectl, namespace: str, name: str, timeout: float = 90.0) -> None:
     """The object disappears: the finalizer was removed, nothing is stuck."""
     eventually(
         lambda: kubectl.get_json(KIND, name, namespace) is None,
