@@ -17,6 +17,7 @@ from tests.conftest import OperatorFactory
 from tests.stack.kube import KIND, Kubectl, condition, wait_for_condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config, metric_value
+from tests.stack.processes import eventually
 from tests.stack.resources import SEED_POLICY, SEED_TRUST, role_manifest
 
 pytestmark = pytest.mark.e2e
@@ -57,11 +58,8 @@ _metric = metric_value
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> float:
     """Poll until `check`; return the seconds it took."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout:.0f}s")
+    eventually(check, timeout=timeout, what=what)
+    return time.monotonic() - started
 
 
 @dataclass

@@ -38,6 +38,7 @@ from tests.conftest import (
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import ACCESS_KEY_ID, DEFAULT_ACCOUNT_ID, SECRET_ACCESS_KEY
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.processes import WaitTimeoutError, eventually
 from tests.stack.resources import SEED_POLICY, SEED_TRUST
 from tests.stack.resources import role_manifest as manifest
 
@@ -169,18 +170,6 @@ def create_role_by_hand(
     return role
 
 
-def eventually(check: Callable[[], T], *, what: str, timeout: float = 90.0) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout:.0f}s; last value: {value!r}")
-        time.sleep(0.2)
-
-
 def wait_ready(
     kubectl: Kubectl, namespace: str, name: str, reason: str = "Reconciled", timeout: float = 90.0
 ) -> dict[str, Any]:
@@ -213,9 +202,9 @@ def wait_ready(
         return eventually(
             settled, what=f"{namespace}/{name} Ready={expected}/{reason}", timeout=timeout
         )
-    except AssertionError as error:
+    except WaitTimeoutError as error:
         shown = json.dumps((last or {}).get("status"), indent=2)
-        raise AssertionError(f"{error}\nstatus was:\n{shown}") from None
+        raise WaitTimeoutError(f"{error}\nstatus was:\n{shown}") from None
 
 
 def conditions_of(resource: Mapping[str, Any]) -> dict[str, tuple[str, str]]:

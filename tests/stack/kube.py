@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from tests.stack.processes import WaitTimeoutError, eventually
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "deploy" / "crds" / "iam.ecsrole.dev_ecsexecutionroles.yaml"
 KIND = "ecsexecutionroles.iam.ecsrole.dev"
@@ -115,9 +117,10 @@ def wait_for_condition(
     written yet (`kubectl wait` fails at once on `conditions: null`, as a fresh CRD has).
     `namespace` is None for cluster-scoped kinds.
     """
-    deadline = time.monotonic() + timeout
     last: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
+
+    def reached() -> dict[str, Any] | None:
+        nonlocal last
         last = kubectl.get_json(kind, name, namespace)
         found = condition(last, type_)
         if (
@@ -125,12 +128,15 @@ def wait_for_condition(
             and found.get("status") == status
             and (reason is None or found.get("reason") == reason)
         ):
-            assert last is not None
             return last
-        time.sleep(0.25)
-    shown = json.dumps((last or {}).get("status"), indent=2) if last else "(no such object)"
-    where = f"{namespace}/{name}" if namespace else name
-    raise AssertionError(
-        f"{kind} {where}: condition {type_}={status}"
-        f"{f' ({reason})' if reason else ''} not reached in {timeout:.0f}s; status was:\n{shown}"
-    )
+        return None
+
+    try:
+        return eventually(reached, what=f"{kind} {name}", timeout=timeout, interval=0.25)
+    except WaitTimeoutError:
+        shown = json.dumps((last or {}).get("status"), indent=2) if last else "(no such object)"
+        where = f"{namespace}/{name}" if namespace else name
+        raise WaitTimeoutError(
+            f"{kind} {where}: condition {type_}={status}"
+            f"{f' ({reason})' if reason else ''} not reached in {timeout:.0f}s; status was:\n{shown}"
+        ) from None
