@@ -348,7 +348,8 @@ def fleet_sections() -> list[str]:
             "scanning its account's list (quadratic: 0.99 s of loop time per sweep at 5,000); the "
             "index now also keys every resource by uid. Buckets: "
             + ", ".join(f"<= {k}: {v:g}" for k, v in lag["event_loop_lag_buckets"].items() if v)
-            + ".",
+            + ". "
+            + lag.get("note", ""),
             "",
         ]
         gc_on = _load("loop-lag-5000-gc-on.json")

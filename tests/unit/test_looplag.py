@@ -26,11 +26,13 @@ def test_a_blocked_loop_is_observed_as_lag_and_the_watcher_stops_with_the_operat
     before = _observations_above(0.1)
 
     async def operator_main() -> int:
-        await asyncio.sleep(0.05)  # the watcher's first timer is now pending
+        await asyncio.sleep(0)  # the watcher starts and sets its first timer (due in 0.25 s)
         # A synchronous stretch on the loop, the thing the metric is for: the watcher's timer
-        # (due 0.25 s after it started) runs at the earliest 0.45 s after: 0.2 s late.
+        # runs 0.4 s after it was set at the earliest, at least 0.15 s late.
         time.sleep(0.4)
-        await asyncio.sleep(0.3)  # the watcher observes it
+        deadline = time.monotonic() + 30
+        while _observations_above(0.1) < before + 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # poll the observable: the watcher runs meanwhile
         return 7
 
     async def main() -> tuple[int, int]:
