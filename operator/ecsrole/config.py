@@ -40,6 +40,11 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_DRIFT_CHECK_INTERVAL = 60.0
 #: A sweep reads every role of an account; more often than this is a hot loop against IAM.
 MIN_DRIFT_CHECK_INTERVAL = 1.0
+#: After its own write the operator does not trust a read of that aspect for this long: IAM is
+#: eventually consistent (Terraform waits up to 2 minutes), and a stale read must not look like
+#: drift. 0 suits only a strongly consistent emulator such as moto.
+DEFAULT_SETTLE_WINDOW = 15.0
+MAX_SETTLE_WINDOW = 300.0
 DEFAULT_MAX_CALLS_PER_SECOND = 10.0
 #: Role paths AWS reserves for its own roles (service-linked roles, IAM Identity Center).
 RESERVED_PATH_PREFIXES = ("/aws-service-role/", "/aws-reserved/")
@@ -113,6 +118,7 @@ class OperatorConfig:
     cluster_name: str
     region: str = DEFAULT_REGION
     drift_check_interval: float = DEFAULT_DRIFT_CHECK_INTERVAL
+    settle_window: float = DEFAULT_SETTLE_WINDOW
     events_sqs_queue_url: str | None = None
     protected_role_names: tuple[str, ...] = ()
     accounts: Mapping[str, AccountConfig] = field(default_factory=dict, hash=False)
@@ -166,6 +172,14 @@ def parse_config(data: object) -> OperatorConfig:
     cluster_name = _cluster_name(data.get("clusterName"), problems)
     region = _region(data.get("region"), problems)
     interval = _duration(data.get("driftCheckInterval"), "driftCheckInterval", problems)
+    settle_window = _duration(
+        data.get("settleWindow"),
+        "settleWindow",
+        problems,
+        default=DEFAULT_SETTLE_WINDOW,
+        minimum=0.0,
+        maximum=MAX_SETTLE_WINDOW,
+    )
     queue_url = _events(data.get("events"), problems)
     protected = _string_list(
         data.get("protectedRoleNames"),
@@ -180,6 +194,7 @@ def parse_config(data: object) -> OperatorConfig:
         cluster_name=cluster_name,
         region=region,
         drift_check_interval=interval,
+        settle_window=settle_window,
         events_sqs_queue_url=queue_url,
         protected_role_names=protected,
         accounts=accounts,
@@ -193,6 +208,7 @@ _TOP_LEVEL_KEYS = (
     "clusterName",
     "region",
     "driftCheckInterval",
+    "settleWindow",
     "events",
     "protectedRoleNames",
     "accounts",
@@ -339,10 +355,18 @@ def _region(value: object, problems: _Problems) -> str:
     return region
 
 
-def _duration(value: object, path: str, problems: _Problems) -> float:
+def _duration(
+    value: object,
+    path: str,
+    problems: _Problems,
+    *,
+    default: float = DEFAULT_DRIFT_CHECK_INTERVAL,
+    minimum: float = MIN_DRIFT_CHECK_INTERVAL,
+    maximum: float | None = None,
+) -> float:
     """Seconds from a number or a Go-style duration ("60s", "5m", "1h30m")."""
     if value is None:
-        return DEFAULT_DRIFT_CHECK_INTERVAL
+        return default
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
@@ -363,9 +387,11 @@ def _duration(value: object, path: str, problems: _Problems) -> float:
             path,
             f'must be a number of seconds or a duration such as "60s", "5m" or "1h30m", not {value!r}',
         )
-        return DEFAULT_DRIFT_CHECK_INTERVAL
-    if seconds < MIN_DRIFT_CHECK_INTERVAL:
-        problems.add(path, f"must be at least {MIN_DRIFT_CHECK_INTERVAL:g} second")
+        return default
+    if seconds < minimum:
+        problems.add(path, f"must be at least {minimum:g} second{'' if minimum == 1 else 's'}")
+    if maximum is not None and seconds > maximum:
+        problems.add(path, f"must be at most {maximum:g} seconds")
     return seconds
 
 

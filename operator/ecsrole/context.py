@@ -29,9 +29,6 @@ T = TypeVar("T")
 # The caller identity of an account changes only when its configuration does; re-checking it
 # now and then still catches a roleArn that was repointed at another account.
 IDENTITY_TTL_SECONDS = 900.0
-# After its own write the operator does not trust a read of that aspect for this long: IAM is
-# eventually consistent, and a stale read must not look like drift.
-SETTLE_SECONDS = 15.0
 
 
 @dataclass
@@ -124,7 +121,7 @@ class OperatorContext:
         with self._state_lock:
             written = self._writes.get((account_id, role_name.lower()), {})
             for aspect, at in list(written.items()):
-                if now - at > SETTLE_SECONDS:
+                if now - at > self.config.settle_window:
                     del written[aspect]
             if not written:
                 self._writes.pop((account_id, role_name.lower()), None)

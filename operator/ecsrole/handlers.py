@@ -8,22 +8,24 @@ would land in status.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import signal
 import time
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
 
+from ecsrole import crdgate, logs, metrics, report
 from ecsrole import health as health_module
-from ecsrole import logs, metrics, report
 from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
-from ecsrole.kube import KubeClient, session_for
+from ecsrole.kube import KubeClient, KubeError, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
-from ecsrole.sweeper import Seeder, Sweeper, account_key, uid_key
+from ecsrole.sweeper import Seeder, Sweeper, account_key, post_events, uid_key
 
 GROUP, VERSION, PLURAL = "iam.ecsrole.dev", "v1alpha1", "ecsexecutionroles"
 PREFIX = "ecsrole.dev"
@@ -229,21 +231,31 @@ async def delete(
 ) -> None:
     """Runs before kopf removes the finalizer; raising keeps the finalizer and retries."""
     resource = Resource.from_body(body)
-    started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        async with memo.lock_for(resource.uid):
-            result = await memo.in_worker(
-                lambda: Reconciler(memo).delete(resource, retry=retry),
-                account_id=str(resource.spec.get("accountId", "")),
-            )
-        metrics.reconcile_duration.labels("delete").observe(time.monotonic() - started)
+        result = await _run_deletion(memo, resource, retry)
         _post_events(result, body)
-        log.info("deletion", done=result.done, events=[e.reason for e in result.events])
     if not result.done:
         for key, value in report.status_patch(result, resource).items():
             patch.status[key] = value
         report.record_metrics(result, resource)  # ready 0 while DeletionBlocked
         raise kopf.TemporaryError(result.outcome.ready_message, delay=result.retry_after or 30)
+    _forget(memo, resource, result)
+
+
+async def _run_deletion(memo: OperatorContext, resource: Resource, retry: int) -> Result:
+    """The deletion, in the worker pool, one at a time per object: kopf's and the drain's."""
+    started = time.monotonic()
+    async with memo.lock_for(resource.uid):
+        result = await memo.in_worker(
+            lambda: Reconciler(memo).delete(resource, retry=retry),
+            account_id=str(resource.spec.get("accountId", "")),
+        )
+    metrics.reconcile_duration.labels("delete").observe(time.monotonic() - started)
+    log.info("deletion", done=result.done, events=[e.reason for e in result.events])
+    return result
+
+
+def _forget(memo: OperatorContext, resource: Resource, result: Result) -> None:
     memo.forget(resource.uid)
     if result.target is not None:
         metrics.forget_object(
@@ -252,6 +264,84 @@ async def delete(
             account_id=result.target.account_id,
             role_name=result.target.role_name,
         )
+
+
+class TerminatingCrdFinalizer:
+    """Finishes the deletions kopf cannot while the CRD itself is being deleted.
+
+    kopf serves only resources that discovery lists with the patch verb, and discovery drops it
+    for a terminating CRD; the API server still accepts the patches, and removes the CRD only
+    once every object's finalizer is gone. So each object being deleted goes through the same
+    deletion as the handler's (Delete or Retain, paused, abandon), then loses its finalizer.
+    A blocked deletion is retried with the handler's backoff, never in a hot loop.
+    """
+
+    def __init__(self, context: OperatorContext, kube: KubeClient, namespaces: tuple[str, ...]):
+        self.context = context
+        self.kube = kube
+        self.namespaces = namespaces
+        self._retries: dict[str, tuple[int, float]] = {}  # uid -> (retry, not before)
+
+    async def __call__(self) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        if self.context.selector:
+            # A shard finishes only its own objects' deletions, like kopf's watch (the selector).
+            path += "?" + urllib.parse.urlencode({"labelSelector": self.context.selector})
+        status, body = await self.kube.request("GET", path)
+        if status != 200 or not isinstance(body, dict):
+            log.warning("cannot list EcsExecutionRoles to finish their deletion", status=status)
+            return
+        for item in body.get("items") or []:
+            meta = item.get("metadata") or {}
+            if not meta.get("deletionTimestamp") or FINALIZER not in (meta.get("finalizers") or []):
+                continue
+            if self.namespaces and not any(
+                fnmatch.fnmatchcase(str(meta.get("namespace", "")), pattern)
+                for pattern in self.namespaces
+            ):
+                continue
+            retry, not_before = self._retries.get(str(meta.get("uid")), (0, 0.0))
+            if time.monotonic() >= not_before:
+                await self._finish(item, retry)
+
+    async def _finish(self, item: Mapping[str, Any], retry: int) -> None:
+        resource = Resource.from_body(item)
+        with logs.bound(**_log_fields(resource)):
+            result = await _run_deletion(self.context, resource, retry)
+            try:
+                await post_events(self.kube, resource, result.events)
+                if not result.done:
+                    delay = result.retry_after or 30
+                    self._retries[resource.uid] = (retry + 1, time.monotonic() + delay)
+                    patch = report.status_patch(result, resource)
+                    if patch:
+                        await self.kube.patch_status(resource.namespace, resource.name, patch)
+                    report.record_metrics(result, resource)
+                    return
+                finalizers = [f for f in item["metadata"]["finalizers"] if f != FINALIZER]
+                await self.kube.patch_object(
+                    resource.namespace,
+                    resource.name,
+                    {
+                        "metadata": {
+                            "finalizers": finalizers,
+                            "resourceVersion": item["metadata"]["resourceVersion"],
+                        }
+                    },
+                )
+            except KubeError as error:
+                log.warning(
+                    "could not finish a deletion while the CRD is deleted", error=str(error)
+                )
+                return
+        self._retries.pop(resource.uid, None)
+        _forget(self.context, resource, result)
+
+
+def _on_signals(callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, callback)
 
 
 async def run_operator(
@@ -269,9 +359,7 @@ async def run_operator(
     kube = KubeClient(lambda: _connection_info(kopf.OperatorSettings()))
     elector = LeaderElector(kube, lease) if lease is not None else None
     stop = asyncio.Event()  # a signal while standing by
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    _on_signals(stop.set)
     health = await health_module.serve(
         *health_address, lambda: elector.is_leader if elector is not None else True
     )
@@ -320,14 +408,27 @@ async def _lead(
             asyncio.get_running_loop(),
         )
         consumer.start()
+    # A signal while no kopf runs (waiting for the CRD) stops everything; kopf, while it runs,
+    # installs handlers of its own and stops by itself, which ends the gate.
+    _on_signals(working.set)
+
+    async def serve(until: asyncio.Event) -> None:
+        try:
+            await kopf.operator(
+                registry=registry,
+                memo=context,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                stop_flag=until,
+            )
+        finally:
+            context.resources = None  # that run's index is no longer kept up to date
+            _on_signals(working.set)
+
     try:
-        await kopf.operator(
-            registry=registry,
-            memo=context,
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            stop_flag=working,
+        await crdgate.CrdGate(crdgate.KubeCrdProbe(kube)).run(
+            serve, working, TerminatingCrdFinalizer(context, kube, namespaces)
         )
     finally:
         if consumer is not None:

@@ -137,6 +137,15 @@ class KubeClient:
             "application/merge-patch+json",
         )
 
+    async def patch_object(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the object itself (metadata only: the operator never writes spec)."""
+        await self._write(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            patch,
+            "application/merge-patch+json",
+        )
+
     async def post_event(
         self, *, namespace: str, name: str, uid: str, type_: str, reason: str, message: str
     ) -> None:

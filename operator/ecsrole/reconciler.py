@@ -376,7 +376,12 @@ class Reconciler:
         detection = _Detection.start(self.context, resource, observation, bool(recorded_id))
 
         if observed is None:
-            return self._role_absent(spec, desired, adapter, target, detection, paused)
+            absent = self._role_absent(spec, desired, adapter, target, detection, paused)
+            if absent.outcome.role_id is not None:
+                # Created as declared: a change before the first sweep is then timed from
+                # here (detection latency), not left without a starting point.
+                self.context.mark_in_sync(resource.uid)
+            return absent
 
         events: list[Event] = []
         adopted: bool | None = None

@@ -205,7 +205,7 @@ class Sweeper:
             if patch:
                 await self.kube.patch_status(resource.namespace, resource.name, patch)
             if patch or result.detected or result.remediated:
-                await _post(self.kube, resource, result.events)
+                await post_events(self.kube, resource, result.events)
         except KubeError as error:
             log.warning("could not write the sweep's outcome", error=str(error))
         if result.detected:
@@ -218,7 +218,8 @@ class Sweeper:
             )
 
 
-async def _post(kube: KubeClient, resource: Resource, events: Iterable[Event]) -> None:
+async def post_events(kube: KubeClient, resource: Resource, events: Iterable[Event]) -> None:
+    """Events for work done outside kopf's handlers (kopf.event needs a handler's context)."""
     for event in events:
         await kube.post_event(
             namespace=resource.namespace,

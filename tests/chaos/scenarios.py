@@ -11,7 +11,6 @@ convergence from the API server.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import random
@@ -32,6 +31,7 @@ import yaml
 from tests.stack.faults import FaultProxy
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.processes import eventually
 from tests.stack.resources import (  # also used as scenarios.role_manifest
     SEED_POLICY,
     SEED_TRUST,
@@ -186,16 +186,14 @@ def settled(resource: Mapping[str, Any]) -> bool:
 
 
 def wait_for(check: Callable[[], Any], *, what: str, timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        with contextlib.suppress(OSError, http.client.HTTPException, ApiUnavailableError):
-            last = check()
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout:.0f}s; last: {last!r}"[:4000])
-        time.sleep(interval)
+    """`eventually`, with the API server's and HTTP's transient failures meaning "not yet"."""
+    return eventually(
+        check,
+        what=what,
+        timeout=timeout,
+        interval=interval,
+        tolerate=(OSError, http.client.HTTPException, ApiUnavailableError),
+    )
 
 
 def leads(operator: OperatorProcess) -> bool:

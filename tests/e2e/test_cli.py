@@ -13,7 +13,6 @@ import json
 import os
 import random
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -230,7 +229,7 @@ def test_diff_names_the_create_then_nothing_once_ready_then_the_drifted_aspect(
 
     # 2. Once the operator made it Ready: no changes.
     kubectl.apply(role)
-    wait_for_condition(kubectl, namespace, "web", "Ready", "True", timeout=60)
+    wait_for_condition(kubectl, namespace, "web", "Ready", "True", timeout=120)
     before = snapshot(iam, [role_name])
     result = ecsrole(*diff, moto=moto)
     assert result.returncode == 0, result.stderr + result.stdout
@@ -564,7 +563,7 @@ def test_import_then_adoption_changes_nothing_but_the_ownership_tags(
     writes_before = iam_writes(operator.metrics_text())
     kubectl("apply", "--server-side", "--field-manager=e2e", "-f", str(out))
     for name in ("app-exec", "legacy-exec"):
-        resource = wait_for_condition(kubectl, own_namespace, name, "Ready", "True", timeout=60)
+        resource = wait_for_condition(kubectl, own_namespace, name, "Ready", "True", timeout=120)
         assert resource["status"]["adopted"] is True
 
     # diff: no changes (the legacy role's drift is reported only, under Report).
@@ -575,7 +574,7 @@ def test_import_then_adoption_changes_nothing_but_the_ownership_tags(
 
     # The operator's own counters: adoption wrote the ownership tags and nothing else, and the
     # sweeps since (every 2 s) wrote nothing at all.
-    time.sleep(5)
+    operator.wait_sweeps(2)
     writes = {
         operation: count - writes_before[operation]
         for operation, count in iam_writes(operator.metrics_text()).items()

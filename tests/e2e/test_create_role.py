@@ -38,7 +38,7 @@ def test_example_becomes_a_ready_role_with_seed_trust_and_policy(
     manifest["spec"]["roleName"] = role_name
     kubectl.apply(manifest, namespace=namespace)
 
-    resource = wait_for_condition(kubectl, namespace, "example", "Ready", "True", timeout=60)
+    resource = wait_for_condition(kubectl, namespace, "example", "Ready", "True", timeout=120)
 
     iam = aws("iam")
     role = iam.get_role(RoleName=role_name)["Role"]

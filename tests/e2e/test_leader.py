@@ -70,7 +70,7 @@ def test_one_leader_writes_and_a_standby_takes_over(
     standby = second if leader is first else first
 
     kubectl.apply(_role("one"), namespace=own_namespace)
-    wait_for_condition(kubectl, own_namespace, "one", "Ready", timeout=60)
+    wait_for_condition(kubectl, own_namespace, "one", "Ready", timeout=120)
     assert _metric(leader, "ecsrole_leader") == 1
     assert _metric(standby, "ecsrole_leader") == 0
     assert _metric(leader, "ecsrole_aws_api_calls_total", operation="CreateRole") == 1
@@ -87,7 +87,7 @@ def test_one_leader_writes_and_a_standby_takes_over(
     # The new leader resumed "one" from a bulk read, not from per-role reads, and did not
     # write it again; then it serves new work.
     kubectl.apply(_role("two"), namespace=own_namespace)
-    wait_for_condition(kubectl, own_namespace, "two", "Ready", timeout=60)
+    wait_for_condition(kubectl, own_namespace, "two", "Ready", timeout=120)
     assert _metric(new_leader, "ecsrole_aws_api_calls_total", operation="CreateRole") == 1
     assert (
         _metric(

@@ -38,6 +38,7 @@ from tests.conftest import (
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import ACCESS_KEY_ID, DEFAULT_ACCOUNT_ID, SECRET_ACCESS_KEY
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.processes import WaitTimeoutError, eventually
 from tests.stack.resources import SEED_POLICY, SEED_TRUST
 from tests.stack.resources import role_manifest as manifest
 
@@ -169,20 +170,8 @@ def create_role_by_hand(
     return role
 
 
-def eventually(check: Callable[[], T], *, what: str, timeout: float = 30.0) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout:.0f}s; last value: {value!r}")
-        time.sleep(0.2)
-
-
 def wait_ready(
-    kubectl: Kubectl, namespace: str, name: str, reason: str = "Reconciled", timeout: float = 30.0
+    kubectl: Kubectl, namespace: str, name: str, reason: str = "Reconciled", timeout: float = 90.0
 ) -> dict[str, Any]:
     """Wait until the operator has handled the CURRENT generation with Ready's `reason`.
 
@@ -213,9 +202,9 @@ def wait_ready(
         return eventually(
             settled, what=f"{namespace}/{name} Ready={expected}/{reason}", timeout=timeout
         )
-    except AssertionError as error:
+    except WaitTimeoutError as error:
         shown = json.dumps((last or {}).get("status"), indent=2)
-        raise AssertionError(f"{error}\nstatus was:\n{shown}") from None
+        raise WaitTimeoutError(f"{error}\nstatus was:\n{shown}") from None
 
 
 def conditions_of(resource: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
@@ -246,14 +235,14 @@ def wait_event(
                 return event
         return None
 
-    return eventually(find, what=f"Event {reason} on {namespace}/{name}", timeout=15)
+    return eventually(find, what=f"Event {reason} on {namespace}/{name}", timeout=60)
 
 
 def delete_resource(kubectl: Kubectl, namespace: str, name: str) -> None:
     kubectl("delete", KIND, name, "-n", namespace, "--wait=false")
 
 
-def wait_gone(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30.0) -> None:
+def wait_gone(kubectl: Kubectl, namespace: str, name: str, timeout: float = 90.0) -> None:
     """The object disappears: the finalizer was removed, nothing is stuck."""
     eventually(
         lambda: kubectl.get_json(KIND, name, namespace) is None,

@@ -83,15 +83,7 @@ def _dry_run(kubectl: Kubectl, documents: list[dict[str, Any]]) -> str:
 @pytest.fixture(scope="module")
 def monitoring_crds(kubectl: Kubectl) -> None:
     """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (vendored, v0.85.0)."""
-    for path in sorted(MONITORING_CRDS.glob("monitoring.coreos.com_*.yaml")):
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "crd/prometheusrules.monitoring.coreos.com",
-    )
+    kubectl.install_crds(sorted(MONITORING_CRDS.glob("monitoring.coreos.com_*.yaml")))
 
 
 @pytest.fixture(scope="module")
@@ -452,7 +444,7 @@ def test_the_operator_uses_every_verb_it_is_granted_and_no_other(
     )
     name = "rbac"
     kubectl.apply(role_manifest(name, f"rbac-{uuid.uuid4().hex[:12]}", namespace=own_namespace))
-    wait_for_condition(kubectl, own_namespace, name, "Ready", timeout=60)
+    wait_for_condition(kubectl, own_namespace, name, "Ready", timeout=120)
     kubectl("delete", KIND, name, f"--namespace={own_namespace}", "--timeout=60s")
     operator.stop()  # releases the Lease (an update) and ends the watches
 
@@ -577,7 +569,7 @@ def test_argocd_health_check_on_real_resources(
     ):
         role_name = f"health-{uuid.uuid4().hex[:12]}"
         kubectl.apply(role_manifest(name, role_name, namespace=namespace, account_id=account))
-    ready = wait_for_condition(kubectl, namespace, "ready", "Ready", timeout=60)
+    ready = wait_for_condition(kubectl, namespace, "ready", "Ready", timeout=120)
     refused = wait_for_condition(
         kubectl, namespace, "refused", "Stalled", reason="AccountNotAllowed", timeout=60
     )

@@ -1,6 +1,6 @@
 """`make dev`, `make dev-up`, `make dev-down`: the local stack a newcomer runs.
 
-State lives in `.dev/` (git-ignored): pids and ports in `state.json`, logs, the kubeconfig, the
+State lives in `.dev/` (git-ignored; ECSROLE_DEV_DIR chooses another folder): pids and ports in `state.json`, logs, the kubeconfig, the
 operator's config, and `env` (shell exports for kubectl and boto3/the AWS CLI). `up` is
 idempotent: it starts only what is not running, so it also restarts a killed operator.
 """
@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,11 @@ from tests.stack.operator import OperatorProcess, dev_config
 from tests.stack.processes import pid_alive, terminate_group, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEV_DIR = REPO_ROOT / ".dev"
+DEV_DIR = Path(os.environ.get("ECSROLE_DEV_DIR") or REPO_ROOT / ".dev")
 STATE_PATH = DEV_DIR / "state.json"
-METRICS_ADDRESS = "127.0.0.1:8080"
-HEALTH_ADDRESS = "127.0.0.1:8081"
+# The operator's two fixed dev ports (everything else takes a free port), and the variables
+# that choose others.
+PORTS = {"metrics": ("ECSROLE_DEV_METRICS_PORT", 8080), "health": ("ECSROLE_DEV_HEALTH_PORT", 8081)}
 EXAMPLE = REPO_ROOT / "examples" / "ecsexecutionrole-minimal.yaml"
 EXAMPLE_NAMESPACE = "default"
 
@@ -54,6 +56,41 @@ def _alive(state: dict[str, Any], *names: str) -> bool:
 
 def _say(message: str) -> None:
     print(f"[dev] {message}", flush=True)
+
+
+class DevError(Exception):
+    """Something the newcomer must fix before the stack can start; one line says what."""
+
+
+def _port(which: str) -> int:
+    variable, default = PORTS[which]
+    value = os.environ.get(variable, "").strip() or str(default)
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise DevError(f"{variable}={value!r} is not a TCP port number (1-65535)")
+    return int(value)
+
+
+def _address(which: str) -> str:
+    return f"127.0.0.1:{_port(which)}"
+
+
+def check_ports() -> None:
+    """Fail at once, naming the port and its variable, when a fixed dev port is taken.
+
+    Run before anything starts: otherwise the operator cannot bind it and `up` waits for a
+    liveness endpoint that never answers.
+    """
+    for which, (variable, _) in PORTS.items():
+        port = _port(which)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise DevError(
+                    f"port 127.0.0.1:{port} (the operator's {which} endpoint) is already in use; "
+                    f"stop what listens there, or choose another port: {variable}=<port> make dev"
+                ) from None
 
 
 def _ensure_control_plane(state: dict[str, Any]) -> tuple[Kubectl, bool]:
@@ -93,15 +130,13 @@ def _ensure_moto(state: dict[str, Any]) -> tuple[MotoServer, bool]:
 
 def _operator(kubectl: Kubectl, moto: MotoServer, log_format: str) -> OperatorProcess:
     config = dev_config("dev", {DEFAULT_ACCOUNT_ID: {"namespaces": ["*"]}})
-    metrics_port = int(METRICS_ADDRESS.rsplit(":", 1)[1])
-    health_port = int(HEALTH_ADDRESS.rsplit(":", 1)[1])
     process = OperatorProcess(
         DEV_DIR / "operator",
         config=config,
         kubeconfig=kubectl.kubeconfig,
         aws_env=moto.aws_env(),
-        metrics_port=metrics_port,
-        health_port=health_port,
+        metrics_port=_port("metrics"),
+        health_port=_port("health"),
         log_level="INFO",
     )
     if log_format == "console":
@@ -115,7 +150,7 @@ def _write_env(kubectl: Kubectl, moto: MotoServer) -> Path:
         "KUBECONFIG": str(kubectl.kubeconfig),
         "PATH": f"{Path(kubectl.binary).parent}:{helm_binary().parent}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
         **moto.aws_env(),
-        "ECSROLE_METRICS_URL": f"http://{METRICS_ADDRESS}/metrics",
+        "ECSROLE_METRICS_URL": f"http://{_address('metrics')}/metrics",
     }
     exports.pop("AWS_CONFIG_FILE", None)
     exports.pop("AWS_SHARED_CREDENTIALS_FILE", None)
@@ -135,6 +170,8 @@ def _apply_examples(kubectl: Kubectl) -> None:
 def up() -> int:
     """Start what is not running and return once the operator is healthy."""
     state = _load_state()
+    if not _alive(state, "operator"):
+        check_ports()
     kubectl, plane_restarted = _ensure_control_plane(state)
     moto, moto_restarted = _ensure_moto(state)
     operator = _operator(kubectl, moto, "json")
@@ -175,10 +212,11 @@ def down() -> int:
 def foreground() -> int:
     """`make dev`: the stack, with the operator's log on this terminal; Ctrl-C stops it all."""
     state = _load_state()
+    if state.get("operator"):
+        terminate_group(int(state.pop("operator")))
+    check_ports()
     kubectl, _ = _ensure_control_plane(state)
     moto, _ = _ensure_moto(state)
-    if state.get("operator"):
-        terminate_group(int(state["operator"]))
     kubectl.install_crd()
     env_path = _write_env(kubectl, moto)
     operator = _operator(kubectl, moto, "console")
@@ -218,11 +256,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.stack.dev")
     parser.add_argument("command", choices=("up", "down", "run"))
     command = parser.parse_args().command
-    if command == "up":
-        return up()
-    if command == "down":
-        return down()
-    return foreground()
+    try:
+        if command == "up":
+            return up()
+        if command == "down":
+            return down()
+        return foreground()
+    except DevError as error:
+        print(f"[dev] error: {error}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from tests.stack.processes import WaitTimeoutError, eventually
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "deploy" / "crds" / "iam.ecsrole.dev_ecsexecutionroles.yaml"
 KIND = "ecsexecutionroles.iam.ecsrole.dev"
@@ -59,9 +61,8 @@ class Kubectl:
         document: dict[str, Any] = json.loads(result.stdout)
         return document
 
-    def install_crd(self) -> None:
-        self("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-        self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{KIND}")
+    def install_crd(self, timeout: float = 120.0) -> None:
+        self.install_crds([CRD_PATH], timeout=timeout)
         # The schema reaches /openapi/v3 (what `kubectl explain` reads) a little after
         # Established; wait for it so explain and server-side apply see the new fields.
         deadline = time.monotonic() + 60
@@ -69,6 +70,17 @@ class Kubectl:
             if time.monotonic() > deadline:
                 raise AssertionError("the CRD schema never reached the API server's OpenAPI")
             time.sleep(0.5)
+
+    def install_crds(self, paths: list[Path], timeout: float = 120.0) -> None:
+        """Apply CRDs and wait until each is Established (its status may not exist at first)."""
+        names = []
+        for path in paths:
+            self("apply", "--server-side", "--force-conflicts", "-f", str(path))
+            names.append(yaml.safe_load(path.read_text())["metadata"]["name"])
+        for name in names:
+            wait_for_condition(
+                self, None, name, "Established", kind="customresourcedefinitions", timeout=timeout
+            )
 
     def create_namespace(self, name: str) -> None:
         self("create", "namespace", name)
@@ -81,7 +93,7 @@ class Kubectl:
 def condition(resource: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
     if not resource:
         return None
-    for item in resource.get("status", {}).get("conditions", []) or []:
+    for item in (resource.get("status") or {}).get("conditions") or []:
         if item.get("type") == type_:
             return dict(item)
     return None
@@ -89,30 +101,42 @@ def condition(resource: Mapping[str, Any] | None, type_: str) -> Mapping[str, An
 
 def wait_for_condition(
     kubectl: Kubectl,
-    namespace: str,
+    namespace: str | None,
     name: str,
     type_: str,
     status: str = "True",
     *,
     reason: str | None = None,
-    timeout: float = 60.0,
+    kind: str = KIND,
+    timeout: float = 120.0,
 ) -> dict[str, Any]:
-    """Poll the resource until condition `type_` has `status` (and `reason`); return the resource."""
-    deadline = time.monotonic() + timeout
+    """Poll an object until condition `type_` has `status` (and `reason`); return the object.
+
+    The one wait of the test stack, bench and dev stack. Unlike `kubectl wait` on an object
+    just applied, it keeps polling while the object, its status or its conditions are not
+    written yet (`kubectl wait` fails at once on `conditions: null`, as a fresh CRD has).
+    `namespace` is None for cluster-scoped kinds.
+    """
     last: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
-        last = kubectl.get_json(KIND, name, namespace)
+
+    def reached() -> dict[str, Any] | None:
+        nonlocal last
+        last = kubectl.get_json(kind, name, namespace)
         found = condition(last, type_)
         if (
             found
             and found.get("status") == status
             and (reason is None or found.get("reason") == reason)
         ):
-            assert last is not None
             return last
-        time.sleep(0.25)
-    shown = json.dumps((last or {}).get("status"), indent=2)
-    raise AssertionError(
-        f"{namespace}/{name}: condition {type_}={status}"
-        f"{f' ({reason})' if reason else ''} not reached in {timeout:.0f}s; status was:\n{shown}"
-    )
+        return None
+
+    try:
+        return eventually(reached, what=f"{kind} {name}", timeout=timeout, interval=0.25)
+    except WaitTimeoutError:
+        shown = json.dumps((last or {}).get("status"), indent=2) if last else "(no such object)"
+        where = f"{namespace}/{name}" if namespace else name
+        raise WaitTimeoutError(
+            f"{kind} {where}: condition {type_}={status}"
+            f"{f' ({reason})' if reason else ''} not reached in {timeout:.0f}s; status was:\n{shown}"
+        ) from None

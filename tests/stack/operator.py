@@ -131,6 +131,15 @@ class OperatorProcess:
         """One metric from the operator's /metrics, summed over matching series."""
         return metric_value(self.metrics_text(), metric, **labels)
 
+    def sweeps(self) -> float:
+        """Drift sweeps completed so far, over all accounts (the operator's own counter)."""
+        return self.metric("ecsrole_drift_sweep_duration_seconds_count")
+
+    def wait_sweeps(self, count: int, timeout: float = 120.0) -> None:
+        """Wait until `count` more sweeps have completed: every role was looked at again."""
+        target = self.sweeps() + count
+        wait_until(lambda: self.sweeps() >= target, timeout=timeout, what=f"{count} more sweeps")
+
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:  # noqa: S310
             return str(response.read().decode())

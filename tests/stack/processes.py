@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -24,22 +27,48 @@ class ProcessExitedError(RuntimeError):
     """A child process that should be running has exited; waiting longer cannot help."""
 
 
+class WaitTimeoutError(AssertionError, TimeoutError):
+    """A wait ran out: a test failure (AssertionError) and a timeout, whichever callers expect."""
+
+
+def eventually(
+    check: Callable[[], T],
+    *,
+    what: str,
+    timeout: float = 90.0,
+    interval: float = 0.2,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> T:
+    """The one poll of the test stack: `check` until it returns something truthy, and return it.
+
+    Waits are bounded for failure only; on a loaded machine give them room. `tolerate` lists
+    exceptions that mean "not yet" (an API server restarting, an object not written yet).
+    The failure names `what` and the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except ProcessExitedError:
+            raise
+        except tolerate as error:
+            last = error
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            raise WaitTimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"[:4000]
+            )
+        time.sleep(interval)
+
+
 def wait_until(
     check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2
 ) -> None:
-    """Poll `check` until it is true; raise TimeoutError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except ProcessExitedError:
-            raise
-        except Exception:  # noqa: S110 - a probe that errors simply is not ready yet
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """Poll a probe that may fail while the thing is not up yet (any exception is "not yet")."""
+    eventually(check, timeout=timeout, what=what, interval=interval, tolerate=(Exception,))
 
 
 @dataclass

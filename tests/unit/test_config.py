@@ -154,6 +154,16 @@ def test_drift_check_interval(value: Any, seconds: float) -> None:
     assert loaded.drift_check_interval == seconds
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 15.0), ("0s", 0.0), (0, 0.0), ("2m", 120.0), ("1.5", 1.5)]
+)
+def test_settle_window(value: Any, seconds: float) -> None:
+    data: dict[str, Any] = {"clusterName": "c", "accounts": {}}
+    if value is not None:
+        data["settleWindow"] = value
+    assert config.parse_config(data).settle_window == seconds
+
+
 def test_events_queue() -> None:
     url = "https://sqs.us-east-1.amazonaws.com/111111111111/ecsrole-events"
     loaded = config.parse_config(
@@ -291,6 +301,9 @@ def test_cluster_name_may_use_tag_value_characters() -> None:
         ("driftCheckInterval", 0, "driftCheckInterval: must be at least 1 second"),
         ("driftCheckInterval", "500ms", "driftCheckInterval: must be at least 1 second"),
         ("driftCheckInterval", -5, "driftCheckInterval: must be at least 1 second"),
+        ("settleWindow", -1, "settleWindow: must be at least 0 seconds"),
+        ("settleWindow", "10m", "settleWindow: must be at most 300 seconds"),
+        ("settleWindow", "soon", "settleWindow: must be a number of seconds or a duration"),
         ("events", "x", "events: must be a mapping, not a string"),
         ("events", {"sqsQueue": "x"}, 'events.sqsQueue: unknown key (did you mean "sqsQueueUrl"?)'),
         (
