@@ -86,6 +86,9 @@ chaos: install controlplane helm ## reliability scenarios under faults (at most 
 	.venv/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install controlplane ## benchmarks (about 20 min): bench/results/*.json, docs/performance.md and .png
+bench: install controlplane ## benchmarks (about 35 min; BENCH_PEER=0 skips the ACK side-by-side, about 30 min more): bench/results/*.json, docs/performance.md and .png
 	$(UV) sync --frozen --group bench
 	.venv/bin/python -m bench.run
+	.venv/bin/python -m bench.fleet
+	@if [ "$${BENCH_PEER:-1}" != "0" ]; then .venv/bin/python -m bench.peer; fi
+	.venv/bin/python -m bench.report

@@ -51,6 +51,25 @@ def process_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def operator_process(
+    workdir: Path,
+    config: Mapping[str, Any],
+    plane: ControlPlane,
+    moto: MotoServer,
+    lease_name: str | None = None,
+) -> OperatorProcess:
+    return OperatorProcess(
+        workdir,
+        config=config,
+        kubeconfig=plane.kubeconfig,
+        aws_env=moto.aws_env(),
+        namespaces=[NAMESPACE],
+        log_level="WARNING",
+        extra_env=IMAGE_ENV,
+        lease_name=lease_name,
+    )
+
+
 def manifest(index: int, prefix: str, **spec: Any) -> dict[str, Any]:
     """Resource `index` of a run: its own account of ACCOUNTS, round robin."""
     name = f"{prefix}-{index}"
@@ -74,7 +93,11 @@ class Stack:
         sweep_mode: str = "bulk",
         interval: str = "30s",
         events_queue: bool = False,
+        rates: Mapping[str, float] | None = None,
+        lease_name: str | None = None,
     ) -> Stack:
+        """`rates`: the accounts and their maxCallsPerSecond (default: ACCOUNTS at
+        CALLS_PER_SECOND); `lease_name`: a Lease a second replica can share."""
         plane = ControlPlane(workdir / "controlplane").start()
         moto = MotoServer(workdir / "moto").start()
         kubectl = Kubectl(plane.kubectl_path, plane.kubeconfig)
@@ -89,20 +112,18 @@ class Stack:
                 "roleArn": f"arn:aws:iam::{account}:role/ecsrole-bench",
                 "namespaces": [NAMESPACE],
                 "sweepMode": sweep_mode,
-                "maxCallsPerSecond": CALLS_PER_SECOND,
+                "maxCallsPerSecond": rate,
             }
-            for account in ACCOUNTS
+            for account, rate in (rates or dict.fromkeys(ACCOUNTS, CALLS_PER_SECOND)).items()
         }
-        operator = OperatorProcess(
-            workdir / "operator",
-            config=dev_config("bench", accounts, **extra),
-            kubeconfig=plane.kubeconfig,
-            aws_env=moto.aws_env(),
-            namespaces=[NAMESPACE],
-            log_level="WARNING",
-            extra_env=IMAGE_ENV,
-        ).start()
+        config = dev_config("bench", accounts, **extra)
+        operator = operator_process(workdir / "operator", config, plane, moto, lease_name).start()
         return cls(workdir, plane, moto, operator, kubectl)
+
+    def replica(self, name: str, lease_name: str) -> OperatorProcess:
+        """Another operator process with the same configuration, sharing `lease_name`."""
+        config = yaml.safe_load(self.operator.config_path.read_text())
+        return operator_process(self.workdir / name, config, self.plane, self.moto, lease_name)
 
     def aws(self, service: str, account: str = DEFAULT_ACCOUNT_ID) -> Any:
         return self.moto.client(service, account)

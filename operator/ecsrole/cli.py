@@ -168,6 +168,16 @@ def ecsrole() -> None:
     "comma-separated, and flags replace it. Default: all namespaces.",
 )
 @click.option(
+    "--selector",
+    cls=EnvOption,
+    envvar="ECSROLE_WATCH_SELECTOR",
+    callback=lambda _ctx, _param, value: _label_selector(value),
+    metavar="SELECTOR",
+    help="Serve only the EcsExecutionRoles whose labels match this Kubernetes label selector, "
+    "e.g. ecsrole.dev/shard=team-a (the API server filters the watch); one operator per "
+    "selector shards the resources, each with a Lease of its own. Default: all.",
+)
+@click.option(
     "--leader-election/--no-leader-election",
     cls=EnvOption,
     envvar="ECSROLE_LEADER_ELECTION",
@@ -179,8 +189,8 @@ def ecsrole() -> None:
     "--lease-name",
     cls=EnvOption,
     envvar="ECSROLE_LEASE_NAME",
-    default="ecsrole-leader",
-    show_default=True,
+    default=None,
+    show_default="ecsrole-leader, or with --selector ecsrole-leader-<hash of the selector>",
     help="Name of the Lease.",
 )
 @click.option(
@@ -218,8 +228,9 @@ def run_command(
     log_format: str,
     log_level: str,
     namespaces: tuple[str, ...],
+    selector: str | None,
     leader_election: bool,
-    lease_name: str,
+    lease_name: str | None,
     lease_namespace: str,
     lease_duration: float,
     aws_workers: int,
@@ -227,19 +238,33 @@ def run_command(
     """Run the operator against the cluster in KUBECONFIG (or in-cluster) and AWS (standard AWS
     credential chain). Every option has an environment variable."""
     from ecsrole import runtime  # kopf and boto3 load only when the operator runs
+    from ecsrole import selector as selector_module
 
+    name = lease_name or selector_module.lease_name(selector)
     return runtime.run(
-        lease=lease_settings(lease_name, lease_namespace, lease_duration)
-        if leader_election
-        else None,
+        lease=lease_settings(name, lease_namespace, lease_duration) if leader_election else None,
         config_path=config_path,
         metrics_address=metrics_address,
         health_address=health_address,
         log_format=cast("logs.LogFormat", log_format),  # one of the Choice's values
         log_level=log_level.upper(),
         namespaces=namespaces,
+        selector=selector,
         aws_workers=aws_workers,
     )
+
+
+def _label_selector(value: str | None) -> str | None:
+    """A label selector checked before anything starts; None or empty: every resource."""
+    if not value or not value.strip():
+        return None
+    from ecsrole import selector
+
+    try:
+        selector.parse(value)
+    except selector.SelectorError as error:
+        raise click.BadParameter(str(error)) from None
+    return value.strip()
 
 
 def lease_settings(name: str, namespace: str, duration: float) -> leader.LeaseSettings:

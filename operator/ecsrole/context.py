@@ -22,6 +22,7 @@ from ecsrole.aws.clients import AccountAccess, ClientFactory
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
 from ecsrole.core.config import AccountConfig, OperatorConfig
 from ecsrole.core.model import Aspect
+from ecsrole.shares import WorkerShares
 
 T = TypeVar("T")
 
@@ -43,17 +44,21 @@ class OperatorContext:
     clients: ClientFactory
     pool: ThreadPoolExecutor
     _identities: _IdentityCache = field(default_factory=_IdentityCache)
-    # Reconciles and deletions in flight at once. After a start or a burst of applies,
-    # thousands of objects are handled together; unbounded, each holds its own API connection
-    # and buffers (RSS grew by ~0.2 MB per object and stayed). Not kopf's worker limit: kopf's
+    # Each account's share of the pool's workers (ecsrole.shares). It also bounds the AWS work
+    # in flight at once to about the pool size: after a start or a burst of applies thousands
+    # of objects are handled together, and unbounded each holds its own API connection and
+    # buffers (RSS grew by ~0.2 MB per object and stayed). Not kopf's worker limit: kopf's
     # workers wait for its indices to be complete before handlers run, so a worker limit below
     # the number of existing objects deadlocks a restart.
-    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    shares: WorkerShares = field(default_factory=lambda: WorkerShares(16))
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _writes: dict[tuple[str, str], dict[Aspect, float]] = field(default_factory=dict)
     _in_sync_at: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
-    resources: Any = None  # kopf's index of resources by account, set at startup
+    # The label selector of this shard (`--selector`): the API server sends only matching
+    # objects, so the handlers, the index and the sweeps see only this shard's resources.
+    selector: str | None = None
+    resources: Any = None  # kopf's index of resources (by account and by uid), set at startup
     claims: Any = None  # kopf's index of claims by account and role name (core.claims)
     sweeper: Any = None  # sweeper.Sweeper of the current leadership term (wakes claimants)
     #: Monotonic seconds for the settle window, the identity cache and the seed (tests pass a
@@ -135,10 +140,23 @@ class OperatorContext:
         with self._state_lock:
             return self._in_sync_at.get(uid)
 
-    async def in_worker(self, fn: Callable[[], T]) -> T:
+    async def in_worker(self, fn: Callable[[], T], *, account_id: str | None = None) -> T:
         """Run blocking AWS work in the bounded pool so the event loop never blocks.
 
-        The caller's context variables (the bound log fields) travel with the work.
+        Work for an account (`account_id`) first takes one of that account's turns on the pool
+        (its fair share of the workers) and waits, still on the event loop, until the account's
+        rate limiter has a token: a slow or throttled account queues here, not in the workers
+        every account shares. The caller's context variables (the bound log fields) travel
+        with the work.
         """
+        if account_id is None:
+            return await self._run(fn)
+        async with self.shares.turn(account_id):
+            limiter = self.clients.limiter(account_id) if self.clients else None
+            if limiter is not None:
+                await limiter.wait_available()
+            return await self._run(fn)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self.pool, context.run, fn)

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from ecsrole.core.constants import GROUP, PLURAL, PREFIX, VERSION
 from ecsrole.kube import KubeClient, KubeError, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
-from ecsrole.sweeper import Seeder, Sweeper, post_events
+from ecsrole.sweeper import Seeder, Sweeper, account_key, post_events, uid_key
 
 FINALIZER = f"{PREFIX}/finalizer"
 
@@ -93,8 +94,13 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     # Events of 1,000 creations trickled out for minutes.
     settings.posting.worker_limit = 8
     settings.posting.idle_timeout = 0.1
+    # A shard watches only its own objects: the selector goes to the API server with the list
+    # and watch requests (kopf's labels= filter on a handler would be client-side, after every
+    # object had been received, decoded and indexed).
+    if memo.selector:
+        settings.watching.label_selectors[GROUP, PLURAL] = memo.selector
     # The sweeps read the same in-memory indices kopf keeps for handlers.
-    memo.resources = kwargs["resources_by_account"]
+    memo.resources = kwargs["resource_index"]
     memo.claims = kwargs["role_claims"]
 
 
@@ -181,9 +187,14 @@ def role_claims(
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
-def resources_by_account(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
-    """Every resource by account, as the sweeps see them (spec, status, annotations only)."""
-    return {str(spec.get("accountId", "")): Resource.from_body(body).for_index()}
+def resource_index(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
+    """Every resource as the sweeps see them (spec, status, annotations only), one copy under
+    two keys: its account (what a sweep reads) and its uid (the latest copy, in O(1))."""
+    resource = Resource.from_body(body).for_index()
+    return {
+        account_key(str(spec.get("accountId", ""))): resource,
+        uid_key(resource.uid): resource,
+    }
 
 
 def _apply(result: Result, resource: Resource, body: kopf.Body, patch: kopf.Patch) -> None:
@@ -227,14 +238,15 @@ async def reconcile(
     )
     started = time.monotonic()
     with logs.bound(**_log_fields(resource)):
-        async with memo.in_flight, memo.lock_for(resource.uid):
+        async with memo.lock_for(resource.uid):
             observation = None
             if reason == "resume" and retry == 0 and memo.seeds is not None:
                 observation = await memo.seeds.observation(resource)
             result = await memo.in_worker(
                 lambda: Reconciler(memo).reconcile(
                     resource, conflicting=conflicting, retry=retry, observation=observation
-                )
+                ),
+                account_id=str(resource.spec.get("accountId", "")),
             )
         metrics.reconcile_duration.labels(str(reason)).observe(time.monotonic() - started)
         _apply(result, resource, body, patch)
@@ -285,8 +297,11 @@ async def delete(
 async def _run_deletion(memo: OperatorContext, resource: Resource, retry: int) -> Result:
     """The deletion, in the worker pool, one at a time per object: kopf's and the drain's."""
     started = time.monotonic()
-    async with memo.in_flight, memo.lock_for(resource.uid):
-        result = await memo.in_worker(lambda: Reconciler(memo).delete(resource, retry=retry))
+    async with memo.lock_for(resource.uid):
+        result = await memo.in_worker(
+            lambda: Reconciler(memo).delete(resource, retry=retry),
+            account_id=str(resource.spec.get("accountId", "")),
+        )
     metrics.reconcile_duration.labels("delete").observe(time.monotonic() - started)
     log.info("deletion", done=result.done, events=[e.reason for e in result.events])
     return result
@@ -320,7 +335,11 @@ class TerminatingCrdFinalizer:
         self._retries: dict[str, tuple[int, float]] = {}  # uid -> (retry, not before)
 
     async def __call__(self) -> None:
-        status, body = await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
+        path = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        if self.context.selector:
+            # A shard finishes only its own objects' deletions, like kopf's watch (the selector).
+            path += "?" + urllib.parse.urlencode({"labelSelector": self.context.selector})
+        status, body = await self.kube.request("GET", path)
         if status != 200 or not isinstance(body, dict):
             log.warning("cannot list EcsExecutionRoles to finish their deletion", status=status)
             return

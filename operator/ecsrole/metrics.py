@@ -123,6 +123,13 @@ managed_roles = Gauge(
     ("account_id",),
     registry=REGISTRY,
 )
+event_loop_lag = Histogram(
+    "ecsrole_event_loop_lag_seconds",
+    "How much later than asked the event loop ran a periodic timer: how long every handler, "
+    "sweep and lease renewal had to wait for the loop.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
 leader = Gauge(
     "ecsrole_leader",
     "1 while this replica holds the leader Lease and runs reconciles and sweeps.",

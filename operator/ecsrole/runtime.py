@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import prometheus_client
 
 from ecsrole import config as config_module
-from ecsrole import handlers, logs, metrics
+from ecsrole import handlers, logs, looplag, metrics
 from ecsrole.aws import clients
 from ecsrole.context import OperatorContext
 from ecsrole.leader import LeaseSettings
+from ecsrole.shares import WorkerShares
 
 log = logs.get_logger(__name__)
 
@@ -25,6 +26,7 @@ def run(
     log_level: str,
     namespaces: tuple[str, ...],
     aws_workers: int,
+    selector: str | None = None,
     lease: LeaseSettings | None,
 ) -> int:
     logs.configure_logging(level=log_level, log_format=log_format)
@@ -41,6 +43,8 @@ def run(
             region=config.region, session_name=f"ecsrole-{config.cluster_name}"[:64]
         ),
         pool=pool,
+        shares=WorkerShares(aws_workers),
+        selector=selector,
     )
     prometheus_client.start_http_server(
         metrics_address[1], addr=metrics_address[0], registry=metrics.REGISTRY
@@ -51,11 +55,15 @@ def run(
         accounts=len(config.accounts),
         metrics=f"http://{metrics_address[0]}:{metrics_address[1]}/metrics",
         namespaces=list(namespaces) or "all",
+        selector=selector or "all",
+        lease=lease.name if lease is not None else None,
     )
     try:
         code = asyncio.run(
-            handlers.run_operator(
-                context, namespaces=namespaces, health_address=health_address, lease=lease
+            looplag.run_watched(
+                handlers.run_operator(
+                    context, namespaces=namespaces, health_address=health_address, lease=lease
+                )
             )
         )
     finally:

@@ -42,6 +42,16 @@ FAILED_SWEEP_EXTRA_DELAY = 30.0
 SEED_SECONDS = 120.0
 
 
+def account_key(account_id: str) -> str:
+    """Key of an account's resources in the resource index (handlers.resource_index)."""
+    return account_id
+
+
+def uid_key(uid: str) -> str:
+    """Key of one resource in the same index: a uid never looks like a 12-digit account id."""
+    return f"uid:{uid}"
+
+
 def sweepable(resource: Resource) -> bool:
     """Resources whose role the operator recorded and whose spec it has already handled.
 
@@ -68,13 +78,14 @@ class Sweeper:
         index = self.context.resources
         if index is None:
             return []
-        return list(index.get(account_id, []))
+        return list(index.get(account_key(account_id), []))
 
-    def _latest(self, account_id: str, uid: str) -> Resource | None:
-        for resource in self._resources(account_id):
-            if resource.uid == uid:
-                return resource
-        return None
+    def _latest(self, uid: str) -> Resource | None:
+        """The index's current copy of an object, None once it is gone (O(1), by uid)."""
+        index = self.context.resources
+        if index is None:
+            return None
+        return next(iter(index.get(uid_key(uid), ())), None)
 
     def _claims(self, key: tuple[str, str]) -> list[claims.Claim]:
         index = self.context.claims
@@ -135,12 +146,13 @@ class Sweeper:
         adapter = self.context.adapter(account)
         if account.sweep_mode == "bulk":
             observed = await self.context.in_worker(
-                lambda: adapter.read_roles_bulk(account.role_path_prefix)
+                lambda: adapter.read_roles_bulk(account.role_path_prefix), account_id=account_id
             )
         else:
             names = [str(r.spec.get("roleName", "")) for r in due]
             observed = await self.context.in_worker(
-                lambda: adapter.read_roles_each(account.role_path_prefix, names)
+                lambda: adapter.read_roles_each(account.role_path_prefix, names),
+                account_id=account_id,
             )
         for resource in due:
             role_name = str(resource.spec.get("roleName", "")).lower()
@@ -163,7 +175,7 @@ class Sweeper:
             return 0
         adapter = self.context.adapter(account)
         role: ObservedRole | None = await self.context.in_worker(
-            lambda: adapter.read_role(str(targets[0].spec["roleName"]))
+            lambda: adapter.read_role(str(targets[0].spec["roleName"])), account_id=account_id
         )
         for resource in targets:
             await self.check(resource, Observation(role, "event", changed_at))
@@ -174,7 +186,9 @@ class Sweeper:
         account = self.context.config.account(change.account_id)
         if account is None:
             return True
-        identity = await self.context.in_worker(lambda: self.context.caller_identity(account))
+        identity = await self.context.in_worker(
+            lambda: self.context.caller_identity(account), account_id=account.account_id
+        )
         if cloudtrail.made_by(change, identity.arn):
             return True
         await self.role_changed(change.account_id, change.role_name, change.event_time)
@@ -184,7 +198,7 @@ class Sweeper:
         """Reconcile one resource against a detection read; write status only on change."""
         async with self.context.lock_for(resource.uid):
             account_id = str(resource.spec.get("accountId", ""))
-            latest = self._latest(account_id, resource.uid)
+            latest = self._latest(resource.uid)
             if latest is None or not sweepable(latest):
                 # Gone from the index: deleted while the sweep read AWS. Reconciling the stale
                 # copy would bring back its metric series (or its role).
@@ -200,7 +214,8 @@ class Sweeper:
                 result = await self.context.in_worker(
                     lambda: reconciler.reconcile(
                         latest, conflicting=conflicting, observation=observation
-                    )
+                    ),
+                    account_id=account_id,
                 )
                 await self._report(result, latest)
                 if not result.done and result.outcome.extra.get("roleId", "") is None:
@@ -241,7 +256,7 @@ class Sweeper:
         while True:
             await asyncio.sleep(delay)
             async with self.context.lock_for(uid):
-                latest = self._latest(account_id, uid)
+                latest = self._latest(uid)
                 if latest is None or latest.deleting:
                     return
                 conflicting = self._conflicting(latest)
@@ -249,7 +264,7 @@ class Sweeper:
                     Reconciler(self.context).reconcile, latest, conflicting=conflicting
                 )
                 try:
-                    result = await self.context.in_worker(work)
+                    result = await self.context.in_worker(work, account_id=account_id)
                 except Exception:
                     log.exception("a follow-up reconcile crashed", account_id=account_id)
                     return
@@ -261,7 +276,7 @@ class Sweeper:
     async def take_over(self, successor: claims.Claim) -> Result | None:
         """One attempt: reconcile `successor` if it still wins and waits; None when it does not."""
         async with self.context.lock_for(successor.uid):
-            latest = self._latest(successor.account_id, successor.uid)
+            latest = self._latest(successor.uid)
             if latest is None or latest.deleting:
                 return None
             if latest.status.get("observedGeneration") != latest.generation:
@@ -278,7 +293,8 @@ class Sweeper:
                 log.info("taking over the role: the earlier claim went")
                 reconciler = Reconciler(self.context)
                 result = await self.context.in_worker(
-                    lambda: reconciler.reconcile(latest, conflicting=False)
+                    lambda: reconciler.reconcile(latest, conflicting=False),
+                    account_id=successor.account_id,
                 )
                 await self._report(result, latest)
                 return result
@@ -349,7 +365,10 @@ class Seeder:
         if read is None:
             adapter = self.context.adapter(account)
             read = asyncio.ensure_future(
-                self.context.in_worker(lambda: adapter.read_roles_bulk(account.role_path_prefix))
+                self.context.in_worker(
+                    lambda: adapter.read_roles_bulk(account.role_path_prefix),
+                    account_id=account.account_id,
+                )
             )
             self._reads[account.account_id] = read
         try:

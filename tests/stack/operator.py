@@ -65,8 +65,10 @@ class OperatorProcess:
         lease_name: str | None = None,
         lease_duration: float = 15.0,
         lease_namespace: str = "default",
+        selector: str | None = None,
     ) -> None:
         self.workdir = workdir
+        self.lease_namespace = lease_namespace
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
@@ -82,8 +84,14 @@ class OperatorProcess:
             f"--health-address=127.0.0.1:{self.health_port}",
             "--log-format=json",
             f"--log-level={log_level}",
-            # Each operator its own lease unless a test makes replicas compete for one.
-            f"--lease-name={lease_name or 'ecsrole-' + uuid.uuid4().hex[:10]}",
+            # Each operator its own lease unless a test makes replicas compete for one; a shard
+            # (`selector`) derives its Lease from the selector unless a name is given.
+            *(
+                [f"--lease-name={lease_name or 'ecsrole-' + uuid.uuid4().hex[:10]}"]
+                if lease_name or not selector
+                else []
+            ),
+            *([f"--selector={selector}"] if selector else []),
             # In-cluster this is the pod's own namespace, where the chart's Role grants leases.
             f"--lease-namespace={lease_namespace}",
             f"--lease-duration={lease_duration}",

@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ecsrole import report
+from ecsrole import report, sweeper
 from ecsrole.aws.errors import AwsCallError, FailureKind, NotFoundError
 from ecsrole.aws.iam import CallerIdentity
 from ecsrole.context import OperatorContext
@@ -285,7 +285,7 @@ class ModelContext(OperatorContext):
     def adapter(self, account: AccountConfig) -> Any:
         return self.machine.adapters[account.account_id]
 
-    async def in_worker(self, fn: Any) -> Any:
+    async def in_worker(self, fn: Any, *, account_id: str | None = None) -> Any:
         return fn()
 
     def settling(self, account_id: str, role_name: str) -> frozenset[model.Aspect]:
@@ -293,16 +293,17 @@ class ModelContext(OperatorContext):
 
 
 class ResourcesView:
-    """kopf's `resources_by_account` index, as a live view of the model cluster."""
+    """kopf's `resource_index` index (by account and by uid), as a live view of the model cluster."""
 
     def __init__(self, machine: ClaimsModel) -> None:
         self.machine = machine
 
-    def get(self, account_id: str, default: Any = ()) -> list[Resource]:
+    def get(self, key: str, default: Any = ()) -> list[Resource]:
         found = [
             obj.resource().for_index()
             for obj in self.machine.objects.values()
-            if str(obj.spec.get("accountId", "")) == account_id
+            if key
+            in (sweeper.account_key(str(obj.spec.get("accountId", ""))), sweeper.uid_key(obj.uid))
         ]
         return found or list(default)
 

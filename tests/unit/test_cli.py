@@ -175,6 +175,7 @@ def test_defaults_without_flags_or_variables(
         "log_format": "auto",
         "log_level": "INFO",
         "namespaces": (),
+        "selector": None,
         "aws_workers": 16,
     }
     assert (lease.namespace, lease.name, lease.lease_duration) == ("default", "ecsrole-leader", 15)
@@ -200,6 +201,7 @@ def test_each_variable_is_read(
             "POD_NAME": "ecsrole-0",
             "ECSROLE_LEASE_DURATION": "30",
             "ECSROLE_AWS_WORKERS": "4",
+            "ECSROLE_WATCH_SELECTOR": "ecsrole.dev/shard=a",
         },
     )
     lease = kwargs.pop("lease")
@@ -210,6 +212,7 @@ def test_each_variable_is_read(
         "log_format": "console",
         "log_level": "DEBUG",
         "namespaces": ("team-a", "team-b-*"),
+        "selector": "ecsrole.dev/shard=a",
         "aws_workers": 4,
     }
     assert (lease.namespace, lease.name, lease.lease_duration) == ("ops", "other", 30)
@@ -231,6 +234,7 @@ def test_each_flag_beats_its_variable(
         "--namespace=b",
         "--no-leader-election",
         "--aws-workers=2",
+        "--selector=ecsrole.dev/shard=b",
         env={
             "ECSROLE_CONFIG": "/env.yaml",
             "ECSROLE_METRICS_ADDRESS": "127.0.0.1:9090",
@@ -240,6 +244,7 @@ def test_each_flag_beats_its_variable(
             "ECSROLE_WATCH_NAMESPACES": "c",
             "ECSROLE_LEADER_ELECTION": "true",
             "ECSROLE_AWS_WORKERS": "4",
+            "ECSROLE_WATCH_SELECTOR": "ecsrole.dev/shard=a",
         },
     )
     assert kwargs == {
@@ -250,6 +255,7 @@ def test_each_flag_beats_its_variable(
         "log_format": "json",
         "log_level": "WARNING",
         "namespaces": ("a", "b"),
+        "selector": "ecsrole.dev/shard=b",
         "aws_workers": 2,
     }
 
@@ -329,6 +335,7 @@ def test_the_kustomize_base_deployment_starts_the_operator_as_documented(
         "log_format": "json",
         "log_level": "INFO",
         "namespaces": (),
+        "selector": None,
         "aws_workers": 16,
     }
     assert (lease.namespace, lease.name, lease.lease_duration) == (

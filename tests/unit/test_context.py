@@ -47,7 +47,10 @@ class FakeClients:
 
     def for_account(self, access: AccountAccess) -> AccountClients:
         sts = self.sts.setdefault(access.account_id, FakeSts(access.account_id))
-        return AccountClients(access=access, iam=None, sts=sts)  # type: ignore[arg-type]
+        return AccountClients(access=access, iam=None, sts=sts, limiter=None)  # type: ignore[arg-type]
+
+    def limiter(self, account_id: str) -> None:
+        return None  # no rate limit here: these tests count STS calls
 
 
 @pytest.fixture

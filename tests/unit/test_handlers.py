@@ -189,7 +189,7 @@ def object_labels(item: kopf.Body) -> dict[str, str]:
 def test_kopfs_bookkeeping_lives_under_the_ecsrole_prefix(memo: FakeContext) -> None:
     settings = kopf.OperatorSettings()
     index: dict[str, Any] = {}
-    handlers.configure(settings=settings, memo=memo, resources_by_account=index, role_claims={})
+    handlers.configure(settings=settings, memo=memo, resource_index=index, role_claims={})
     assert settings.persistence.finalizer == "ecsrole.dev/finalizer"
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert settings.persistence.progress_storage.prefix == constants.PREFIX
@@ -225,12 +225,14 @@ def test_clearing_kopfs_progress_keeps_the_users_switches() -> None:
     assert cleared["metadata"]["annotations"] == {constants.ABANDON_ANNOTATION: "true"}
 
 
-def test_the_sweep_index_holds_each_resource_under_its_account() -> None:
+def test_the_sweep_index_holds_each_resource_under_its_account_and_its_uid() -> None:
     item = body()
-    (entry,) = handlers.resources_by_account(body=item, spec=item["spec"]).items()
-    assert entry[0] == ACCOUNT_ID
-    assert isinstance(entry[1], Resource)
-    assert (entry[1].name, entry[1].uid) == ("web", "uid-web")
+    entries = handlers.resource_index(body=item, spec=item["spec"])
+    assert set(entries) == {ACCOUNT_ID, "uid:uid-web"}
+    assert len({id(copy) for copy in entries.values()}) == 1  # one copy under both keys
+    resource = entries[ACCOUNT_ID]
+    assert isinstance(resource, Resource)
+    assert (resource.name, resource.uid) == ("web", "uid-web")
 
 
 # -- reconcile ---------------------------------------------------------------------------------------

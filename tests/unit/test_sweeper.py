@@ -83,6 +83,16 @@ class FakeIam:
         return [call for call, _ in self.calls]
 
 
+class Index(dict[str, list[Resource]]):
+    """kopf's resource index: each account's resources, and each resource under its uid key."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key.startswith("uid:"):
+            found = [r for rs in self.values() for r in rs if sweeper.uid_key(r.uid) == key]
+            return found or default
+        return super().get(key, default)
+
+
 class FakeKube:
     """Status patches land in the index (as kopf's index would see them); events are kept."""
 
@@ -116,7 +126,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 class World:
     def __init__(self, pool: ThreadPoolExecutor, *, interval: float = 60.0) -> None:
         self.iam = FakeIam()
-        self.index: dict[str, list[Resource]] = {ACCOUNT_ID: [], PER_ROLE_ACCOUNT: []}
+        self.index = Index({ACCOUNT_ID: [], PER_ROLE_ACCOUNT: []})
         config = OperatorConfig(
             cluster_name=factories.OWNER.cluster,
             drift_check_interval=interval,

@@ -72,3 +72,30 @@ silently; JSON Schema cannot express uniqueness by key). Renders nothing. */}}
 {{- $_ := set $seen .name true }}
 {{- end }}
 {{- end }}
+{{/* Sharding (shards.*, docs/sharding.md): the Deployments to render, as a YAML list of
+{name, selector, replicas}. Without shards one Deployment serves every resource. With shards,
+each serves the resources labelled `<labelKey>: <name>`, and the main one those without the
+label, the way Flux shards its controllers. */}}
+{{- define "ecsrole.deployments" -}}
+{{- $key := .Values.shards.labelKey }}
+{{- $deployments := list }}
+{{- if .Values.shards.deployments }}
+{{- $deployments = append $deployments (dict "name" "" "selector" (printf "!%s" $key) "replicas" .Values.replicas) }}
+{{- $seen := dict }}
+{{- range .Values.shards.deployments }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "shards.deployments: the shard name %q appears twice" .name) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- $replicas := $.Values.replicas }}
+{{- if hasKey . "replicas" }}
+{{- $replicas = .replicas }}
+{{- end }}
+{{- $deployments = append $deployments (dict "name" .name "selector" (printf "%s=%s" $key .name) "replicas" $replicas) }}
+{{- end }}
+{{- else }}
+{{- $deployments = append $deployments (dict "name" "" "selector" "" "replicas" .Values.replicas) }}
+{{- end }}
+{{- toYaml $deployments }}
+{{- end }}
+

@@ -8,13 +8,16 @@ per account whose credentials refresh themselves through STS AssumeRole.
 
 Every HTTP attempt, retries included, passes two hooks registered here and nowhere else: the
 per-account rate limiter (`before-send`) and the call counter (`needs-retry`, which botocore
-emits once per attempt with either the response or the exception).
+emits once per attempt with either the response or the exception). The event loop also waits
+for an account's limiter before it hands that account's work to a worker (context.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,28 +48,58 @@ SQS_CLIENT_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=40))
 class RateLimiter:
     """Token bucket shared by every thread calling one account: at most `rate` attempts a second.
 
-    It blocks the calling worker thread (never the event loop): boto3 work runs in a bounded
-    thread pool, so a slow account slows only its own calls.
+    Every HTTP attempt takes a token in the calling worker thread (`acquire`, botocore's
+    before-send hook), retries included. Before work is handed to a worker at all, the event
+    loop waits for a token to be there (`wait_available`), so an account that has used up its
+    rate waits on the event loop, not in a worker; together with the per-account worker share
+    (ecsrole.shares) a slow account slows only its own calls.
     """
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate)
+        self._clock = clock
+        self._sleep = sleep
         self._tokens = self.capacity
-        self._updated = time.monotonic()
+        self._updated = clock()
         self._lock = threading.Lock()
 
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def delay(self) -> float:
+        """Seconds until a token is there (0 when one is there now); takes nothing."""
+        with self._lock:
+            self._refill()
+            return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+
+    def try_acquire(self) -> float:
+        """Take a token and return 0, or return the seconds until one is there."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
     def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self.rate
-            time.sleep(wait)
+        """Take a token, blocking the calling (worker) thread until there is one."""
+        while (wait := self.try_acquire()) > 0:
+            self._sleep(wait)
+
+    async def wait_available(self) -> None:
+        """Wait on the event loop until a token is there, without taking it."""
+        while (wait := self.delay()) > 0:
+            await asyncio.sleep(wait)
 
 
 def _count_attempt(**kwargs: Any) -> None:
@@ -115,6 +148,7 @@ class AccountClients:
     access: AccountAccess
     iam: IAMClient
     sts: STSClient
+    limiter: RateLimiter
 
 
 class ClientFactory:
@@ -185,9 +219,11 @@ class ClientFactory:
             credentials = self._base.get_credentials()
         # botocore has no public setter for refreshable credentials; boto3 sets it the same way.
         session._credentials = credentials  # type: ignore[attr-defined]
-        _instrument(session, RateLimiter(access.max_calls_per_second))
+        limiter = RateLimiter(access.max_calls_per_second)
+        _instrument(session, limiter)
         return AccountClients(
             access=access,
+            limiter=limiter,
             iam=cast(
                 "IAMClient",
                 session.create_client("iam", region_name=self.region, config=CLIENT_CONFIG),
@@ -197,3 +233,9 @@ class ClientFactory:
                 session.create_client("sts", region_name=self.region, config=CLIENT_CONFIG),
             ),
         )
+
+    def limiter(self, account_id: str) -> RateLimiter | None:
+        """The rate limiter of an account whose clients exist (None before its first use)."""
+        with self._lock:
+            cached = self._clients.get(account_id)
+        return cached.limiter if cached is not None else None

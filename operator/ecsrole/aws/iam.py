@@ -15,6 +15,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from ecsrole import gcpause
 from ecsrole.aws.clients import AccountClients
 from ecsrole.aws.errors import AwsCallError, FailureKind, NotFoundError, classify
 from ecsrole.core.model import ObservedRole, Operation
@@ -125,8 +126,14 @@ class IamAdapter:
 
         GetAccountAuthorizationDetails(Filter=["Role"]) carries trust, attached and inline
         policies, tags and boundary for all roles; ListRoles(PathPrefix) adds what it lacks
-        (description, maximum session duration). Pages of up to 1000 roles each.
+        (description, maximum session duration). Pages of up to 1000 roles each. The cyclic
+        garbage collector is off meanwhile (ecsrole.gcpause): the parsed pages would otherwise
+        make it walk the whole process while holding the GIL, stalling the event loop.
         """
+        with gcpause.paused():
+            return self._read_roles_bulk(path_prefix)
+
+    def _read_roles_bulk(self, path_prefix: str) -> dict[str, ObservedRole]:
         iam = self.clients.iam
         listed = {
             role["RoleName"].lower(): role

@@ -1,0 +1,345 @@
+"""`make bench`'s many-account scenarios: fair sharing, event-loop lag in a large sweep, failover.
+
+    .venv/bin/python -m bench.fleet [--only fairness,loop_lag,failover]
+
+- fairness: one account limited to 1 call/s with 300 pending creations; meanwhile another
+  account's new resources and drift repairs (CloudTrail event path), timed one after the other
+  for as long as the slow account's backlog lasts in the window. Target: each within 5 s.
+- loop_lag: 5,000 roles in one account; ecsrole_event_loop_lag_seconds over two of its sweeps.
+  Target: p99 under 50 ms.
+- failover: 5,000 resources over 10 accounts, two replicas sharing a Lease; SIGKILL the leader
+  and time until the standby has resumed every object, with the IAM calls that costs.
+  Targets: within 30 s, at most 2 calls per account.
+Results: bench/results/fairness.json, loop-lag-5000.json, failover-5000.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.stack import ACCOUNTS, IMAGE_ENV, NAMESPACE, Stack, dump, metric
+from tests.stack.operator import OperatorProcess
+from tests.stack.resources import SEED_POLICY, role_manifest
+
+RESULTS = Path("bench/results")
+SLOW_ACCOUNT, FAST_ACCOUNT = ACCOUNTS[0], ACCOUNTS[1]
+FAIRNESS_BACKLOG = 300
+FAIRNESS_WINDOW_SECONDS = 150.0
+FAIR_TARGET_SECONDS = 5.0
+SAMPLE_TIMEOUT = 60.0
+LAG_SIZE = 5000
+LAG_TARGET_SECONDS = 0.050
+FAILOVER_SIZE = 5000
+FAILOVER_LEASE_SECONDS = 15.0
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what} not within {timeout:.0f}s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+def _timed(check: Callable[[], bool], timeout: float, since: float | None = None) -> float | None:
+    """Seconds from `since` (default now) until `check` holds; None when not within `timeout`."""
+    started = time.monotonic() if since is None else since
+    while not check():
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(0.05)
+    return round(time.monotonic() - started, 3)
+
+
+def _ready_names(stack: Stack) -> set[str]:
+    """Names of the resources the operator reports Ready (its ecsrole_ready series)."""
+    names = set()
+    for line in stack.metrics().splitlines():
+        if line.startswith("ecsrole_ready{") and line.endswith(" 1.0"):
+            names.add(line.split('name="', 1)[1].split('"', 1)[0])
+    return names
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    return {
+        "p50": round(_percentile(values, 0.5), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+def fairness(workdir: Path) -> dict[str, Any]:
+    stack = Stack.start(
+        workdir,
+        interval="30s",
+        events_queue=True,
+        rates={SLOW_ACCOUNT: 1.0, FAST_ACCOUNT: 100.0},
+    )
+    try:
+        iam_fast = stack.aws("iam", FAST_ACCOUNT)
+        sqs = stack.aws("sqs")
+        queue = sqs.get_queue_url(QueueName="bench")["QueueUrl"]
+        from bench.run import cloudtrail_event
+
+        # A few fast-account roles to repair later, Ready before the slow backlog arrives.
+        repairable = [f"fast-fix-{i}" for i in range(10)]
+        stack.apply(
+            role_manifest(n, n, namespace=NAMESPACE, account_id=FAST_ACCOUNT) for n in repairable
+        )
+        _wait(lambda: set(repairable) <= _ready_names(stack), 120, "the repairable roles")
+        # Past the operator's settle window after its own writes (a read of an aspect it wrote
+        # within 15 s is not trusted as drift), so the first repairs are judged like the later.
+        from bench.run import SETTLE_SECONDS
+
+        time.sleep(SETTLE_SECONDS)
+
+        slow_names = [f"slow-{i}" for i in range(FAIRNESS_BACKLOG)]
+        stack.apply(
+            role_manifest(n, n, namespace=NAMESPACE, account_id=SLOW_ACCOUNT) for n in slow_names
+        )
+        started = time.monotonic()
+        creations: list[dict[str, float]] = []
+        repairs: list[dict[str, float]] = []
+        slow_ready_at_end = 0
+        index = 0
+        while time.monotonic() - started < FAIRNESS_WINDOW_SECONDS:
+            slow_pending = FAIRNESS_BACKLOG - len(set(slow_names) & _ready_names(stack))
+            # A new resource in the fast account.
+            name = f"fast-new-{index}"
+            applied = time.monotonic()
+            stack.apply([role_manifest(name, name, namespace=NAMESPACE, account_id=FAST_ACCOUNT)])
+            creations.append(
+                {
+                    "at": round(applied - started, 1),
+                    "seconds": _timed(
+                        lambda name=name: stack.is_ready(name), SAMPLE_TIMEOUT, since=applied
+                    ),
+                    "slow_pending": slow_pending,
+                }
+            )
+            # A drift repair in the fast account (CloudTrail event path).
+            role = repairable[index % len(repairable)]
+            iam_fast.detach_role_policy(RoleName=role, PolicyArn=SEED_POLICY)
+            changed = time.monotonic()
+            sqs.send_message(QueueUrl=queue, MessageBody=cloudtrail_event(FAST_ACCOUNT, role))
+
+            def repaired(role: str = role) -> bool:
+                attached = iam_fast.list_attached_role_policies(RoleName=role)
+                return any(p["PolicyArn"] == SEED_POLICY for p in attached["AttachedPolicies"])
+
+            repairs.append(
+                {
+                    "at": round(changed - started, 1),
+                    "seconds": _timed(repaired, SAMPLE_TIMEOUT, since=changed),
+                    "slow_pending": slow_pending,
+                }
+            )
+            index += 1
+            time.sleep(3)
+        slow_ready_at_end = len(set(slow_names) & _ready_names(stack))
+        window = time.monotonic() - started
+        # A sample that timed out counts as its timeout (a lower bound of its latency).
+        creation_seconds = [c["seconds"] or SAMPLE_TIMEOUT for c in creations]
+        repair_seconds = [r["seconds"] or SAMPLE_TIMEOUT for r in repairs]
+        return {
+            "slow_account": {
+                "max_calls_per_second": 1.0,
+                "pending_creations_at_start": FAIRNESS_BACKLOG,
+                "ready_after_window": slow_ready_at_end,
+                "window_seconds": round(window, 1),
+            },
+            "aws_workers": 16,
+            "fast_account_new_resource_seconds": _summary(creation_seconds),
+            "fast_account_drift_repair_seconds": _summary(repair_seconds),
+            "target_seconds": FAIR_TARGET_SECONDS,
+            "met": bool(creations)
+            and max(creation_seconds + repair_seconds) <= FAIR_TARGET_SECONDS
+            and min(c["slow_pending"] for c in creations) > 0,
+            "timed_out": sum(1 for x in (*creations, *repairs) if x["seconds"] is None),
+            "sample_timeout_seconds": SAMPLE_TIMEOUT,
+            "samples": {"creations": creations, "repairs": repairs},
+        }
+    finally:
+        stack.stop()
+
+
+def histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of an unlabelled histogram, by upper bound."""
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(
+                line.rsplit(" ", 1)[1]
+            )
+    return buckets
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile q of the observations between two scrapes."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if total and count >= q * total:
+            return bound
+    return float("nan")
+
+
+def loop_lag(workdir: Path) -> dict[str, Any]:
+    account = ACCOUNTS[0]
+    stack = Stack.start(workdir, interval="30s", rates={account: 1000.0})
+    try:
+        names = [f"lag-{i}" for i in range(LAG_SIZE)]
+        stack.apply(role_manifest(n, n, namespace=NAMESPACE, account_id=account) for n in names)
+        ready = stack.wait_ready(LAG_SIZE, timeout=1800)
+        from bench.run import wait_quiet
+
+        quiet = wait_quiet(stack)
+        before = stack.metrics()
+        sweeps_before = metric(before, "ecsrole_drift_sweep_duration_seconds_count")
+        _wait(
+            lambda: (
+                metric(stack.metrics(), "ecsrole_drift_sweep_duration_seconds_count")
+                >= sweeps_before + 2
+            ),
+            180,
+            "two sweeps",
+            interval=1,
+        )
+        after = stack.metrics()
+        lag_before = histogram(before, "ecsrole_event_loop_lag_seconds")
+        lag_after = histogram(after, "ecsrole_event_loop_lag_seconds")
+        sweeps = metric(after, "ecsrole_drift_sweep_duration_seconds_count") - sweeps_before
+        sweep_seconds = (
+            metric(after, "ecsrole_drift_sweep_duration_seconds_sum")
+            - metric(before, "ecsrole_drift_sweep_duration_seconds_sum")
+        ) / sweeps
+        p99 = histogram_quantile(lag_before, lag_after, 0.99)
+        return {
+            "roles_in_one_account": LAG_SIZE,
+            "all_ready_seconds": round(ready, 1),
+            "quiet_after_seconds": quiet,
+            "sweeps": sweeps,
+            "sweep_seconds_mean": round(sweep_seconds, 2),
+            "event_loop_lag_p99_seconds_at_most": p99,
+            "event_loop_lag_p50_seconds_at_most": histogram_quantile(lag_before, lag_after, 0.5),
+            "event_loop_lag_samples": lag_after[float("inf")] - lag_before.get(float("inf"), 0),
+            "event_loop_lag_buckets": {
+                str(b): lag_after[b] - lag_before.get(b, 0.0) for b in sorted(lag_after)
+            },
+            "target_seconds": LAG_TARGET_SECONDS,
+            "met": p99 <= LAG_TARGET_SECONDS,
+            "operator_rss_mb": round(stack.usage()["operator_rss_mb"], 1),
+        }
+    finally:
+        stack.stop()
+
+
+def _leads(process: OperatorProcess) -> bool:
+    try:
+        return metric(process.metrics_text(), "ecsrole_leader") == 1
+    except OSError:
+        return False
+
+
+def failover(workdir: Path) -> dict[str, Any]:
+    lease = f"bench-{uuid.uuid4().hex[:8]}"
+    stack = Stack.start(workdir, interval="30s", lease_name=lease)
+    standby = stack.replica("standby", lease).start()
+    try:
+        names = [f"fo-{i}" for i in range(FAILOVER_SIZE)]
+        stack.apply(
+            role_manifest(n, n, namespace=NAMESPACE, account_id=ACCOUNTS[i % len(ACCOUNTS)])
+            for i, n in enumerate(names)
+        )
+        stack.wait_ready(FAILOVER_SIZE, timeout=1800)
+        from bench.run import wait_quiet
+
+        wait_quiet(stack)
+        assert not _leads(standby)
+        stack.operator.kill()
+        killed = time.monotonic()
+        took_over = _wait(lambda: _leads(standby), 120, "the standby to lead")
+        resumed = _wait(
+            lambda: metric(standby.metrics_text(), "ecsrole_ready") >= FAILOVER_SIZE,
+            600,
+            "every object resumed",
+            interval=0.25,
+        )
+        # The standby's IAM calls since it started: all of them are the takeover's.
+        text = standby.metrics_text()
+        by_operation: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("ecsrole_aws_api_calls_total{"):
+                operation = line.split('operation="', 1)[1].split('"', 1)[0]
+                service = line.split('service="', 1)[1].split('"', 1)[0]
+                key = f"{service}:{operation}"
+                by_operation[key] = by_operation.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        iam_calls = sum(v for k, v in by_operation.items() if k.startswith("iam:"))
+        sts_calls = sum(v for k, v in by_operation.items() if k.startswith("sts:"))
+        return {
+            "resources": FAILOVER_SIZE,
+            "accounts": len(ACCOUNTS),
+            "lease_duration_seconds": FAILOVER_LEASE_SECONDS,
+            "seconds_until_standby_leads": round(took_over, 1),
+            "seconds_until_every_object_resumed": round(time.monotonic() - killed, 1),
+            "resume_seconds_after_takeover": round(resumed, 1),
+            "iam_calls": iam_calls,
+            "iam_calls_per_account": round(iam_calls / len(ACCOUNTS), 1),
+            "sts_calls": sts_calls,
+            "calls_by_operation": by_operation,
+            "targets": {"resumed_within_seconds": 30, "iam_calls_per_account_at_most": 2},
+        }
+    finally:
+        standby.stop()
+        stack.stop()
+
+
+SCENARIOS: dict[str, tuple[Callable[[Path], dict[str, Any]], str]] = {
+    "fairness": (fairness, "fairness.json"),
+    "loop_lag": (loop_lag, f"loop-lag-{LAG_SIZE}.json"),
+    "failover": (failover, f"failover-{FAILOVER_SIZE}.json"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet")
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--operator-code",
+        metavar="DIR",
+        help="run the operator from this checkout's operator/ folder instead (an A/B of a "
+        "change: the results get the suffix -baseline)",
+    )
+    args = parser.parse_args()
+    suffix = ""
+    if args.operator_code:
+        IMAGE_ENV["PYTHONPATH"] = str(Path(args.operator_code).resolve() / "operator")
+        suffix = "-baseline"
+    for name in args.only.split(","):
+        scenario, filename = SCENARIOS[name]
+        filename = filename.replace(".json", f"{suffix}.json")
+        with tempfile.TemporaryDirectory(prefix=f"ecsrole-{name}-") as folder:
+            result = scenario(Path(folder))
+        print(json.dumps({name: {k: v for k, v in result.items() if k != "samples"}}), flush=True)
+        dump(RESULTS / filename, result)
+
+
+if __name__ == "__main__":
+    main()
