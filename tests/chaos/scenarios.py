@@ -876,8 +876,10 @@ def bad_input(
     sent_seconds = time.monotonic() - started
 
     def all_judged() -> bool | list[str]:
+        # "Creating" is work in progress (a retry after a 5xx of an overloaded moto, IAM's
+        # eventual consistency), not a verdict: wait for the outcome.
         items = stack.api.list_by_name(namespace)
-        waiting = [n for n in accepted if verdict(items[n]) is None]
+        waiting = [n for n in accepted if verdict(items[n]) in (None, "Creating")]
         return not waiting
 
     wait_for(all_judged, what="a verdict on every accepted spec", timeout=timeout)
