@@ -16,6 +16,19 @@ from tests.stack.operator import REPO_ROOT
 pytestmark = pytest.mark.e2e
 
 
+def dev(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m tests.stack.dev COMMAND` (what `make dev` / `make dev-up` run) with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.stack.dev", command],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "variable"),
     [("up", "ECSROLE_DEV_METRICS_PORT"), ("run", "ECSROLE_DEV_HEALTH_PORT")],
@@ -35,22 +48,9 @@ def test_a_busy_dev_port_is_named_with_its_variable_before_anything_starts(
             if variable == "ECSROLE_DEV_METRICS_PORT"
             else ("ECSROLE_DEV_METRICS_PORT")
         )
-        env = {
-            **os.environ,
-            "ECSROLE_DEV_DIR": str(tmp_path / "dev"),
-            variable: str(busy),
-            other: str(free),
-        }
+        env = {"ECSROLE_DEV_DIR": str(tmp_path / "dev"), variable: str(busy), other: str(free)}
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "tests.stack.dev", command],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = dev(command, env)
         took = time.monotonic() - started
 
     assert result.returncode == 2, result.stdout + result.stderr
@@ -65,19 +65,8 @@ def test_a_busy_dev_port_is_named_with_its_variable_before_anything_starts(
 
 
 def test_a_port_variable_that_is_not_a_port_is_refused(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "ECSROLE_DEV_DIR": str(tmp_path / "dev"),
-        "ECSROLE_DEV_METRICS_PORT": "http",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.stack.dev", "up"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = dev(
+        "up", {"ECSROLE_DEV_DIR": str(tmp_path / "dev"), "ECSROLE_DEV_METRICS_PORT": "http"}
     )
     assert result.returncode == 2
     assert "ECSROLE_DEV_METRICS_PORT='http' is not a TCP port number" in result.stderr
