@@ -95,15 +95,19 @@ class Stack:
         events_queue: bool = False,
         rates: Mapping[str, float] | None = None,
         lease_name: str | None = None,
+        settle_window: str | None = None,
     ) -> Stack:
         """`rates`: the accounts and their maxCallsPerSecond (default: ACCOUNTS at
-        CALLS_PER_SECOND); `lease_name`: a Lease a second replica can share."""
+        CALLS_PER_SECOND); `lease_name`: a Lease a second replica can share; `settle_window`:
+        the operator's settleWindow (default 15 s; "0s" suits moto, which is consistent)."""
         plane = ControlPlane(workdir / "controlplane").start()
         moto = MotoServer(workdir / "moto").start()
         kubectl = Kubectl(plane.kubectl_path, plane.kubeconfig)
         kubectl.install_crd()
         kubectl.create_namespace(NAMESPACE)
         extra: dict[str, Any] = {"driftCheckInterval": interval}
+        if settle_window is not None:
+            extra["settleWindow"] = settle_window
         if events_queue:
             sqs = moto.client("sqs")
             extra["events"] = {"sqsQueueUrl": sqs.create_queue(QueueName="bench")["QueueUrl"]}
