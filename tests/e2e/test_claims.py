@@ -31,21 +31,11 @@ from tests.e2e.test_lifecycle import (
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID
 from tests.stack.operator import OperatorProcess, dev_config
-from tests.stack.resources import SEED_POLICY
+from tests.stack.resources import EC2_TRUST, SEED_POLICY
 from tests.stack.resources import role_manifest as manifest
 
 pytestmark = pytest.mark.e2e
 
-EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 #: No sweep while a test runs: what the operator does is then what a handler or a take-over did.
 NO_SWEEP = "3600s"
 

@@ -25,6 +25,17 @@ SEED_TRUST: dict[str, Any] = {
         }
     ],
 }
+#: A trust in EC2 instead: what an impostor role made by hand carries in the claims tests.
+EC2_TRUST: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 
 
 def role_manifest(

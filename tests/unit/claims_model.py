@@ -50,6 +50,7 @@ from ecsrole.core.config import AccountConfig, OperatorConfig, SweepMode
 from ecsrole.core.model import ObservedRole, Operation
 from ecsrole.reconciler import ABANDON_ANNOTATION, PAUSED_ANNOTATION, Reconciler, Resource
 from ecsrole.sweeper import Sweeper
+from tests.stack.resources import EC2_TRUST, SEED_TRUST
 from tests.unit.fake_iam import EPOCH, FakeIam, IamError, StoredRole
 
 CLUSTER = "model-cluster"
@@ -72,26 +73,6 @@ ACCOUNTS = {
 CONFIG = OperatorConfig(cluster_name=CLUSTER, accounts=ACCOUNTS)
 NAMESPACES = ("team-a", "team-b", "rogue")  # rogue: listed for no account
 ROLE_NAMES = ("web", "WEB", "api")  # web and WEB are one role name to IAM
-ECS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
 CREATE_CLOCK_SKEW = datetime.timedelta(seconds=30)
 #: Ready reasons that need a human (or are a human's choice): the winner may rest with them.
@@ -900,7 +881,7 @@ class ClaimsModel(RuleBasedStateMachine):
             name=role_name,
             path="/ecs/",
             role_id=fake.new_role_id(),
-            trust=json_copy(EC2_TRUST if ec2 else ECS_TRUST),
+            trust=json_copy(EC2_TRUST if ec2 else SEED_TRUST),
             tags=tags,
             create_date=self.now,
         )
