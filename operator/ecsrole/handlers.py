@@ -94,6 +94,8 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     # Events of 1,000 creations trickled out for minutes.
     settings.posting.worker_limit = 8
     settings.posting.idle_timeout = 0.1
+    # claims_changed runs on every watch event of every object; its failures still log.
+    logs.quiet_kopf_success("claims_changed")
     # A shard watches only its own objects: the selector goes to the API server with the list
     # and watch requests (kopf's labels= filter on a handler would be client-side, after every
     # object had been received, decoded and indexed).

@@ -136,6 +136,35 @@ def configure_logging(
     )
 
 
+class _RoutineSuccess(logging.Filter):
+    """Drops kopf's INFO "Handler '<id>' succeeded." for the handlers named in `handler_ids`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.INFO or record.getMessage() not in self.messages
+
+
+_routine_success = _RoutineSuccess()
+
+
+def quiet_kopf_success(*handler_ids: str) -> None:
+    """Stop kopf logging each success of these handlers; their failures are still logged.
+
+    kopf logs a success line per run of every handler. An event handler runs on every watch
+    event of every object (each status patch is one), so at a few thousand objects its lines
+    would bury the ones that say something.
+    """
+    _routine_success.messages.update(
+        f"Handler {handler_id!r} succeeded." for handler_id in handler_ids
+    )
+    kopf_objects = logging.getLogger("kopf.objects")
+    if _routine_success not in kopf_objects.filters:
+        kopf_objects.addFilter(_routine_success)
+
+
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger

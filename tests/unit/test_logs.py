@@ -70,3 +70,19 @@ def test_botocore_and_urllib3_stay_at_warning_even_at_debug(captured: io.StringI
     for name in ("botocore", "botocore.endpoint", "urllib3", "urllib3.connectionpool"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+def test_quiet_kopf_success_drops_only_the_named_handlers_successes(
+    captured: io.StringIO,
+) -> None:
+    logs.quiet_kopf_success("claims_changed")
+    kopf_objects = logging.getLogger("kopf.objects")
+    kopf_objects.info("Handler 'claims_changed' succeeded.")
+    kopf_objects.info("Handler 'create' succeeded.")
+    kopf_objects.error("Handler 'claims_changed' failed with an exception and will try again.")
+    logs.quiet_kopf_success("claims_changed")  # idempotent: one filter, not two
+    assert [line["event"] for line in _lines(captured)] == [
+        "Handler 'create' succeeded.",
+        "Handler 'claims_changed' failed with an exception and will try again.",
+    ]
+    assert len(kopf_objects.filters) == 1
