@@ -32,6 +32,12 @@ def _leads(process: OperatorProcess) -> bool:
         return False
 
 
+def _standing_by(process: OperatorProcess) -> bool:
+    """Up and answering its health endpoint, and not the leader."""
+    with urllib.request.urlopen(process.health_url, timeout=2) as response:  # noqa: S310
+        return not json.load(response)["leader"]
+
+
 def _metric(process: OperatorProcess, metric: str, **labels: str) -> float:
     return process.metric(metric, **labels)
 
@@ -108,8 +114,12 @@ def test_one_leader_writes_and_a_standby_takes_over(
 
     # A graceful stop releases the lease: the next standby takes over at once.
     third = replica()
-    time.sleep(1)
-    assert not _leads(third)
+    # Running and answering, yet not leading: the lease is held (a process still starting would
+    # also "not lead", so that alone proves nothing).
+    eventually(
+        lambda: _standing_by(third), what="the third replica standing by", tolerate=(OSError,)
+    )
+    assert _leads(new_leader)
     new_leader.stop()
     stopped_at = time.monotonic()
     # Released, as the stopped leader itself reports the API server's answer (judging it by the
