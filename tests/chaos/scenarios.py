@@ -968,7 +968,9 @@ def hostile_tenants(
                 "namespaces": ["somebody-else"],
             },
         },
-        driftCheckInterval="1h",
+        # A sweep every 10 s: after the verdicts, one full sweep is the follow-up the operator
+        # might (wrongly) act on, and the scenario waits for it instead of a fixed pause.
+        driftCheckInterval="10s",
         protectedRoleNames=[protected],
     )
     operator = stack.start_operator(config, namespaces=[namespace_a, namespace_b])
@@ -1243,8 +1245,9 @@ def hostile_tenants(
         )
 
     wait_for(judged, what="a verdict on every hostile resource", timeout=timeout)
-    # Give the operator time for follow-up work it might (wrongly) do: retries, a sweep.
-    time.sleep(3)
+    # Follow-up work the operator might (wrongly) do after its verdicts: a complete sweep that
+    # looked at every role again (the writes are counted from `mark` on, through the proxy).
+    operator.wait_sweeps(2, timeout=timeout)
     items = stack.api.list_by_name(namespace_b)
     for case in cases:
         if outcomes[case.name]["http"] != 201:
