@@ -39,6 +39,7 @@ from tests.stack.faults import FaultProxy
 from tests.stack.kube import KIND, Kubectl, condition
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
+from tests.stack.processes import WaitTimeoutError, eventually
 from tests.stack.resources import SEED_TRUST
 from tests.stack.resources import role_manifest as manifest
 
@@ -97,15 +98,20 @@ def _poll(
     timeout: float = 120.0,
 ) -> dict[str, Any]:
     """The object once `check` holds on it (the machine is loaded: generous deadline)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
-        last = kubectl.get_json(KIND, name, namespace)
-        if last is not None and check(last):
-            return last
-        time.sleep(0.25)
-    shown = json.dumps((last or {}).get("status"), indent=2)
-    raise AssertionError(f"{namespace}/{name}: {what} not reached in {timeout:.0f}s:\n{shown}")
+
+    seen: list[dict[str, Any] | None] = [None]
+
+    def reached() -> dict[str, Any] | None:
+        seen[0] = kubectl.get_json(KIND, name, namespace)
+        return seen[0] if seen[0] is not None and check(seen[0]) else None
+
+    try:
+        found = eventually(reached, what=what, timeout=timeout, interval=0.25)
+    except WaitTimeoutError as error:
+        shown = json.dumps((seen[0] or {}).get("status"), indent=2)
+        raise WaitTimeoutError(f"{namespace}/{name}: {error}; status:\n{shown}") from None
+    assert found is not None  # eventually returns only a truthy value
+    return found
 
 
 def _judged(reason: str, *, current: bool = True) -> Callable[[dict[str, Any]], bool]:
@@ -336,10 +342,11 @@ def _measure_own(
         measured.record("DeletionBlocked", blocked)
         # What the Stalled message says to do works: the resource goes, the role stays.
         kubectl("annotate", "--overwrite", KIND, "del", "-n", namespace, f"{ABANDON}=true")
-        deadline = time.monotonic() + 60
-        while kubectl.get_json(KIND, "del", namespace) is not None:
-            assert time.monotonic() < deadline, "the abandoned resource was not released"
-            time.sleep(0.25)
+        eventually(
+            lambda: kubectl.get_json(KIND, "del", namespace) is None,
+            what="the abandoned resource released",
+            timeout=60,
+        )
         assert iam.get_role(RoleName=roles["del"])["Role"]["RoleName"] == roles["del"]
     finally:
         proxy.stop()
