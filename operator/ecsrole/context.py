@@ -30,6 +30,9 @@ T = TypeVar("T")
 # now and then still catches a roleArn that was repointed at another account.
 IDENTITY_TTL_SECONDS = 900.0
 
+#: One object's spec as of one generation: (metadata.uid, metadata.generation).
+SpecVersion = tuple[str, int]
+
 
 @dataclass
 class _IdentityCache:
@@ -52,7 +55,10 @@ class OperatorContext:
     # the number of existing objects deadlocks a restart.
     shares: WorkerShares = field(default_factory=lambda: WorkerShares(16))
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    _writes: dict[tuple[str, str], dict[Aspect, float]] = field(default_factory=dict)
+    #: (account, role in lower case) -> aspect -> (when, the spec it was written for).
+    _writes: dict[tuple[str, str], dict[Aspect, tuple[float, SpecVersion]]] = field(
+        default_factory=dict
+    )
     _in_sync_at: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
     # The label selector of this shard (`--selector`): the API server sends only matching
@@ -113,24 +119,35 @@ class OperatorContext:
         with self._state_lock:
             self._in_sync_at.pop(uid, None)
 
-    def record_writes(self, account_id: str, role_name: str, aspects: Iterable[Aspect]) -> None:
+    def record_writes(
+        self, account_id: str, role_name: str, aspects: Iterable[Aspect], written_for: SpecVersion
+    ) -> None:
+        """The operator wrote these aspects of the role, carrying out spec `written_for`."""
         now = self.clock()
         with self._state_lock:
             written = self._writes.setdefault((account_id, role_name.lower()), {})
             for aspect in aspects:
-                written[aspect] = now
+                written[aspect] = (now, written_for)
 
-    def settling(self, account_id: str, role_name: str) -> frozenset[Aspect]:
-        """Aspects the operator wrote within the settle window: not judged by a detection read."""
+    def settling(
+        self, account_id: str, role_name: str, judged_for: SpecVersion
+    ) -> frozenset[Aspect]:
+        """Aspects the operator wrote within the settle window: not judged by a detection read.
+
+        Only writes made for the spec now being judged settle. After a spec change a stale
+        read cannot hide the new value, so an aspect written for an older generation (or by a
+        deleted object that had the same role name) is judged at once: skipping it would
+        report the role in sync with a generation AWS does not hold.
+        """
         now = self.clock()
         with self._state_lock:
             written = self._writes.get((account_id, role_name.lower()), {})
-            for aspect, at in list(written.items()):
+            for aspect, (at, _) in list(written.items()):
                 if now - at > self.config.settle_window:
                     del written[aspect]
             if not written:
                 self._writes.pop((account_id, role_name.lower()), None)
-            return frozenset(written)
+            return frozenset(a for a, (_, spec) in written.items() if spec == judged_for)
 
     def mark_in_sync(self, uid: str) -> None:
         with self._state_lock:

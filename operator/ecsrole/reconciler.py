@@ -98,6 +98,11 @@ class Resource:
             status=_shared(self.status),
         )
 
+    @property
+    def version(self) -> tuple[str, int]:
+        """This object's spec as of this generation (what the settle window keys on)."""
+        return (self.uid, self.generation)
+
     def annotated(self, key: str) -> bool:
         return str(self.annotations.get(key, "")).lower() == "true"
 
@@ -430,7 +435,9 @@ class Reconciler:
             observed,
             ignored_tag_keys=account.ignored_tag_keys,
             ignore_aspects=(
-                self.context.settling(spec.account_id, spec.role_name) if observation else ()
+                self.context.settling(spec.account_id, spec.role_name, resource.version)
+                if observation
+                else ()
             ),
         )
         detected = detection.new_drift(drifts)
@@ -475,7 +482,9 @@ class Reconciler:
                     **detection.fields(detected),
                 )
             remediated = _aspects(operations)
-            self.context.record_writes(spec.account_id, spec.role_name, remediated)
+            self.context.record_writes(
+                spec.account_id, spec.role_name, remediated, resource.version
+            )
             # What no operation can repair (a boundary set outside the spec: the operator has
             # no DeleteRolePermissionsBoundary) stays reported as drift.
             remaining = tuple(d for d in drifts if d.aspect not in remediated)
@@ -565,7 +574,7 @@ class Reconciler:
         created = adapter.apply(plan.plan_create(desired))
         if created is None:  # pragma: no cover - plan_create always starts with CreateRole
             raise RuntimeError("CreateRole returned no role")
-        self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect))
+        self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect), resource.version)
         reason = "Recreated" if recreating else "Created"
         events = [Event("Normal", reason, f"{reason} IAM role {created['Arn']}")]
         if recreating:

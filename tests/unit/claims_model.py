@@ -269,7 +269,9 @@ class ModelContext(OperatorContext):
     async def in_worker(self, fn: Any, *, account_id: str | None = None) -> Any:
         return fn()
 
-    def settling(self, account_id: str, role_name: str) -> frozenset[model.Aspect]:
+    def settling(
+        self, account_id: str, role_name: str, judged_for: tuple[str, int]
+    ) -> frozenset[model.Aspect]:
         return frozenset()
 
 

@@ -74,41 +74,55 @@ def context(
 
 # -- the settle window -----------------------------------------------------------------------------
 
+V1 = ("uid-1", 1)  # the spec (uid, generation) the operator's writes carried out
+
+
+def test_only_writes_for_the_spec_being_judged_settle(pool: ThreadPoolExecutor) -> None:
+    """After a spec change (or another object with the role's name) nothing hides the role."""
+    ctx, _ = context(pool, Clock(), settle_window=15)
+    ctx.record_writes(A, "web-exec", [TRUST, TAGS], V1)
+    assert ctx.settling(A, "web-exec", V1) == {TRUST, TAGS}
+    assert ctx.settling(A, "web-exec", ("uid-1", 2)) == frozenset()  # a newer generation
+    assert ctx.settling(A, "web-exec", ("uid-2", 1)) == frozenset()  # another object
+    ctx.record_writes(A, "web-exec", [TAGS], ("uid-1", 2))  # generation 2 repaired the tags
+    assert ctx.settling(A, "web-exec", ("uid-1", 2)) == {TAGS}
+    assert ctx.settling(A, "web-exec", V1) == {TRUST}
+
 
 def test_an_aspect_the_operator_wrote_settles_for_the_window_then_is_judged_again(
     pool: ThreadPoolExecutor,
 ) -> None:
     clock = Clock()
     ctx, _ = context(pool, clock, settle_window=15)
-    ctx.record_writes(A, "web-exec", [TRUST, MANAGED])
-    assert ctx.settling(A, "web-exec") == {TRUST, MANAGED}
+    ctx.record_writes(A, "web-exec", [TRUST, MANAGED], V1)
+    assert ctx.settling(A, "web-exec", V1) == {TRUST, MANAGED}
     clock.now += 15  # the window's last instant still settles
-    assert ctx.settling(A, "web-exec") == {TRUST, MANAGED}
+    assert ctx.settling(A, "web-exec", V1) == {TRUST, MANAGED}
     clock.now += 0.01
-    assert ctx.settling(A, "web-exec") == frozenset()
+    assert ctx.settling(A, "web-exec", V1) == frozenset()
 
 
 def test_each_aspect_settles_from_its_own_last_write(pool: ThreadPoolExecutor) -> None:
     clock = Clock()
     ctx, _ = context(pool, clock, settle_window=15)
-    ctx.record_writes(A, "web-exec", [TRUST, TAGS])
+    ctx.record_writes(A, "web-exec", [TRUST, TAGS], V1)
     clock.now += 10
-    ctx.record_writes(A, "web-exec", [TAGS])  # written again: its window starts over
+    ctx.record_writes(A, "web-exec", [TAGS], V1)  # written again: its window starts over
     clock.now += 10
-    assert ctx.settling(A, "web-exec") == {TAGS}
+    assert ctx.settling(A, "web-exec", V1) == {TAGS}
     clock.now += 6
-    assert ctx.settling(A, "web-exec") == frozenset()
+    assert ctx.settling(A, "web-exec", V1) == frozenset()
 
 
 def test_settling_is_per_account_and_role_name_in_any_letter_case(
     pool: ThreadPoolExecutor,
 ) -> None:
     ctx, _ = context(pool, Clock())
-    ctx.record_writes(A, "Web-Exec", [TRUST])
-    assert ctx.settling(A, "web-exec") == {TRUST}  # IAM role names ignore case
-    assert ctx.settling(A, "WEB-EXEC") == {TRUST}
-    assert ctx.settling(B, "web-exec") == frozenset()
-    assert ctx.settling(A, "other") == frozenset()
+    ctx.record_writes(A, "Web-Exec", [TRUST], V1)
+    assert ctx.settling(A, "web-exec", V1) == {TRUST}  # IAM role names ignore case
+    assert ctx.settling(A, "WEB-EXEC", V1) == {TRUST}
+    assert ctx.settling(B, "web-exec", V1) == frozenset()
+    assert ctx.settling(A, "other", V1) == frozenset()
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("30s", 30.0), ("2m", 120.0)])
@@ -120,11 +134,11 @@ def test_the_window_is_the_configured_settle_window(
     )
     clock = Clock()
     ctx = OperatorContext(config=config, clients=FakeClients(), pool=pool, clock=clock)  # type: ignore[arg-type]
-    ctx.record_writes(A, "web-exec", [TRUST])
+    ctx.record_writes(A, "web-exec", [TRUST], V1)
     clock.now += seconds
-    assert ctx.settling(A, "web-exec") == {TRUST}
+    assert ctx.settling(A, "web-exec", V1) == {TRUST}
     clock.now += 0.001
-    assert ctx.settling(A, "web-exec") == frozenset()
+    assert ctx.settling(A, "web-exec", V1) == frozenset()
 
 
 def test_the_default_window_is_fifteen_seconds() -> None:
@@ -136,10 +150,10 @@ def test_a_settled_role_leaves_no_record_behind(pool: ThreadPoolExecutor) -> Non
     clock = Clock()
     ctx, _ = context(pool, clock)
     for index in range(100):
-        ctx.record_writes(A, f"role-{index}", [TRUST])
+        ctx.record_writes(A, f"role-{index}", [TRUST], V1)
     clock.now += 16
     for index in range(100):
-        assert ctx.settling(A, f"role-{index}") == frozenset()
+        assert ctx.settling(A, f"role-{index}", V1) == frozenset()
     assert ctx._writes == {}
 
 

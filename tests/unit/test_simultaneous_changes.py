@@ -28,7 +28,7 @@ from ecsrole.core import desired as desired_module
 from ecsrole.core import diff, model
 from ecsrole.core.config import AccountConfig, OperatorConfig
 from ecsrole.core.spec import parse_spec
-from ecsrole.reconciler import Reconciler, Resource, Result
+from ecsrole.reconciler import Observation, Reconciler, Resource, Result
 from ecsrole.status import patch_for
 from tests.unit import factories
 
@@ -195,3 +195,52 @@ def test_one_reconcile_applies_every_simultaneous_spec_change(
     assert observed is not None
     assert diff.diff(desired, observed) == ()
     assert result.done
+
+
+def test_a_sweep_inside_the_settle_window_still_applies_a_pending_spec_change(
+    pool: ThreadPoolExecutor,
+) -> None:
+    """Found under load (test_reliability, throttled spec change): the change handler's
+    attempt for generation 2 failed, and a sweep read the role within the settle window of
+    generation 1's creation. The written aspects were skipped as "settling", so the sweep
+    reported Ready=True for generation 2 while AWS still held generation 1's description."""
+    iam = FakeIam(ACCOUNT_ID, "aws", rng=random.Random(0))
+    config = OperatorConfig(
+        cluster_name=factories.OWNER.cluster,
+        drift_check_interval=60.0,
+        settle_window=15.0,
+        accounts={ACCOUNT_ID: factories.account()},
+    )
+    now = [1000.0]
+    context = _Context(config=config, clients=None, pool=pool, clock=lambda: now[0])  # type: ignore[arg-type]
+    context.fake = _FakeIamAdapter(iam)
+    created = Resource(
+        namespace=factories.NAMESPACE,
+        name=factories.OWNER.name,
+        uid=factories.OWNER.uid,
+        generation=1,
+        created=None,
+        spec=factories.spec_dict(description="one"),
+        annotations={},
+        status={"observedGeneration": 0},
+    )
+    _, status = _reconcile(context, created)
+    role_name = str(created.spec["roleName"])
+    now[0] += 5  # well inside the 15 s window of the creation's writes
+
+    edited = dataclasses.replace(
+        created, generation=2, spec=factories.spec_dict(description="two"), status=status
+    )
+    sweep = Observation(iam.observe(role_name), "sweep")
+    result = Reconciler(context).reconcile(edited, conflicting=False, observation=sweep)
+    status = {**status, **patch_for(result.outcome, generation=2, status=status)}
+
+    observed = iam.observe(role_name)
+    assert observed is not None
+    assert observed.description == "two"
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["observedGeneration"]) == ("True", 2)
+
+    # The same generation read again inside the window: its own fresh write settles.
+    again = dataclasses.replace(edited, status=status)
+    assert context.settling(ACCOUNT_ID, role_name, again.version) >= {model.Aspect.Description}
