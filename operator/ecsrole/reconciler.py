@@ -461,7 +461,7 @@ class Reconciler:
         remaining = drifts
         remediated: tuple[Aspect, ...] = ()
         if drifts and spec.drift_policy == DriftPolicy.Enforce:
-            operations = plan.plan_update(desired, observed, drifts)
+            operations = plan.plan_update(observed.role_name, drifts)
             try:
                 adapter.apply(operations)
             except AwsCallError as error:

@@ -296,6 +296,31 @@ def test_drifts_come_in_severity_order_one_per_aspect() -> None:
     assert set(diff.SEVERITY) == set(Aspect)
 
 
+def test_each_drift_carries_its_delta() -> None:
+    role = desired_role(permissions={"secretArns": [SECRET]})
+    observed = everything_drifted(role)
+    deltas = {d.aspect: d.delta for d in diff.diff(role, observed)}
+    fields = model.RoleFieldsDelta("", 3600)
+    assert deltas == {
+        Aspect.TrustPolicy: model.TrustDelta(role.trust_policy),
+        Aspect.ManagedPolicy: model.ManagedPolicyDelta(
+            detach=(ADMIN_POLICY,), attach=(SEED_POLICY,)
+        ),
+        Aspect.InlinePolicy: model.InlinePolicyDelta(
+            delete=("x",), add={"ecsrole-permissions": role.inline_policies["ecsrole-permissions"]}
+        ),
+        Aspect.PermissionsBoundary: model.BoundaryDelta(put=None),
+        Aspect.Tags: model.TagDelta(missing=tuple(sorted(role.tags)), to_set=dict(role.tags)),
+        Aspect.Description: fields,
+        Aspect.MaxSessionDuration: fields,
+    }
+    widened = observed_from(role, inline_policies={"ecsrole-permissions": seed_trust(Action="*")})
+    assert only(diff.diff(role, widened)).delta == model.InlinePolicyDelta(
+        replace={"ecsrole-permissions": role.inline_policies["ecsrole-permissions"]}
+    )
+    assert only(diff.diff(role, None)).delta == model.RoleMissingDelta(role)
+
+
 def test_ignore_aspects_skips_them() -> None:
     role = desired_role()
     drifts = diff.diff(
@@ -335,13 +360,12 @@ def test_tag_delta_parts() -> None:
     assert not diff.tag_delta({"a": "1"}, {"A": "1"}, {"a"})
 
 
-def test_boundary_to_put_never_removes() -> None:
+def test_boundary_delta_never_removes() -> None:
     plain, bounded = desired_role(), desired_role(permissionsBoundaryArn=BOUNDARY)
-    assert (
-        diff.boundary_to_put(plain, observed_from(plain, permissions_boundary_arn=BOUNDARY)) is None
-    )
-    assert (
-        diff.boundary_to_put(bounded, observed_from(bounded, permissions_boundary_arn=None))
-        == BOUNDARY
-    )
-    assert diff.boundary_to_put(bounded, observed_from(bounded)) is None
+    assert diff.boundary_delta(
+        plain, observed_from(plain, permissions_boundary_arn=BOUNDARY)
+    ) == model.BoundaryDelta(put=None)
+    assert diff.boundary_delta(
+        bounded, observed_from(bounded, permissions_boundary_arn=None)
+    ) == model.BoundaryDelta(put=BOUNDARY)
+    assert diff.boundary_delta(bounded, observed_from(bounded)) is None

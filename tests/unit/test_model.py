@@ -175,3 +175,18 @@ def test_only_removals_treat_a_missing_target_as_done() -> None:
         "RemoveRoleFromInstanceProfile",
         "DeleteRole",
     }
+
+
+def test_a_drift_carries_only_its_own_aspects_delta() -> None:
+    fields = model.RoleFieldsDelta("web", 3600)
+    assert model.Drift(model.Aspect.Description, "d", fields).delta == fields
+    assert model.Drift(model.Aspect.MaxSessionDuration, "m", fields).delta == fields
+    assert model.Drift(model.Aspect.RoleMissing, "reported only").delta is None
+    with pytest.raises(TypeError, match="a Tags drift carries a TagDelta, not a RoleFieldsDelta"):
+        model.Drift(model.Aspect.Tags, "t", fields)
+
+
+def test_drifts_with_mapping_deltas_are_hashable() -> None:
+    drift = model.Drift(model.Aspect.Tags, "t", model.TagDelta(missing=("a",), to_set={"a": "1"}))
+    assert hash(drift) == hash(model.Drift(model.Aspect.Tags, "t", model.TagDelta()))
+    assert drift != model.Drift(model.Aspect.Tags, "t", model.TagDelta())

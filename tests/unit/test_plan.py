@@ -98,7 +98,7 @@ def test_created_role_has_no_drift() -> None:
 def test_update_with_role_missing_recreates() -> None:
     role = desired_role()
     drifts = diff.diff(role, None)
-    assert plan.plan_update(role, None, drifts) == plan.plan_create(role)
+    assert plan.plan_update(role.role_name, drifts) == plan.plan_create(role)
 
 
 # -- update ----------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def drifted(role: model.DesiredRole) -> model.ObservedRole:
 def test_update_orders_restrictive_before_additive() -> None:
     role = full_role()
     observed = drifted(role)
-    operations = plan.plan_update(role, observed, diff.diff(role, observed))
+    operations = plan.plan_update(observed.role_name, diff.diff(role, observed))
     assert actions(operations) == [
         "PutRolePermissionsBoundary",
         "UpdateAssumeRolePolicy",
@@ -169,16 +169,27 @@ def test_update_touches_only_drifted_aspects() -> None:
     observed = drifted(role)
     drifts = diff.diff(role, observed)
     only_trust = plan.plan_update(
-        role, observed, [d for d in drifts if d.aspect is Aspect.TrustPolicy]
+        observed.role_name, [d for d in drifts if d.aspect is Aspect.TrustPolicy]
     )
     assert actions(only_trust) == ["UpdateAssumeRolePolicy"]
-    assert plan.plan_update(role, observed, ()) == ()
+    assert plan.plan_update(observed.role_name, ()) == ()
 
 
-@pytest.mark.parametrize("aspect", [Aspect.Description, Aspect.MaxSessionDuration])
-def test_update_role_always_sends_description_and_session_together(aspect: model.Aspect) -> None:
+@pytest.mark.parametrize(
+    ("aspect", "edit"),
+    [
+        (Aspect.Description, {"description": "hand edit"}),
+        (Aspect.MaxSessionDuration, {"max_session_duration": 7200}),
+    ],
+)
+def test_update_role_always_sends_description_and_session_together(
+    aspect: model.Aspect, edit: dict[str, object]
+) -> None:
     role = desired_role()
-    operations = plan.plan_update(role, observed_from(role), [model.Drift(aspect, "x")])
+    observed = observed_from(role, **edit)
+    drifts = diff.diff(role, observed)
+    assert [d.aspect for d in drifts] == [aspect]
+    operations = plan.plan_update(observed.role_name, drifts)
     assert actions(operations) == ["UpdateRole"]
     assert operations[0].params == {
         "RoleName": "web-exec",
@@ -193,7 +204,7 @@ def test_one_update_role_names_both_fields_it_repairs() -> None:
     observed = observed_from(desired_role())
     drifts = diff.diff(role, observed)
     assert {d.aspect for d in drifts} == {Aspect.Description, Aspect.MaxSessionDuration}
-    operations = plan.plan_update(role, observed, drifts)
+    operations = plan.plan_update(observed.role_name, drifts)
     assert actions(operations) == ["UpdateRole"]
     assert operations[0].aspects == {Aspect.Description, Aspect.MaxSessionDuration}
 
@@ -203,20 +214,50 @@ def test_unexpected_boundary_is_reported_never_removed() -> None:
     observed = observed_from(role, permissions_boundary_arn=BOUNDARY)
     drifts = diff.diff(role, observed)
     assert [d.aspect for d in drifts] == [Aspect.PermissionsBoundary]
-    assert plan.plan_update(role, observed, drifts) == ()
+    assert plan.plan_update(observed.role_name, drifts) == ()
 
 
 def test_ignored_tags_are_never_touched() -> None:
     role = desired_role(tags={"team": "a"})
     observed = observed_from(role, tags={**OWNER.tags(), "CostCenter": "42", "team": "b"})
     drifts = diff.diff(role, observed, ignored_tag_keys=["costcenter"])
-    operations = plan.plan_update(role, observed, drifts, ignored_tag_keys=["costcenter"])
+    operations = plan.plan_update(observed.role_name, drifts)
     assert actions(operations) == ["TagRole"]
     assert operations[0].params["Tags"] == [{"Key": "team", "Value": "a"}]
-    # Forgetting to pass the keys to the plan must not untag them either, when the desired
-    # role carries them (build_desired puts the account's ignoredTagKeys there).
+    # The desired role carries the account's ignoredTagKeys (build_desired puts them there), so
+    # the drifts leave the key out even when nobody passes it to diff.
     carried = model.DesiredRole(**{**role.__dict__, "ignored_tag_keys": frozenset({"costcenter"})})
-    assert actions(plan.plan_update(carried, observed, drifts)) == ["TagRole"]
+    assert plan.plan_update(observed.role_name, diff.diff(carried, observed)) == operations
+
+
+def test_update_names_the_role_as_iam_spells_it() -> None:
+    role = desired_role(tags={"team": "a"})
+    observed = observed_from(role, role_name="Web-Exec", tags=OWNER.tags())
+    operations = plan.plan_update(observed.role_name, diff.diff(role, observed))
+    assert [op.params["RoleName"] for op in operations] == ["Web-Exec"]
+
+
+def test_update_plans_only_from_the_deltas() -> None:
+    """A hand-written delta is planned as written: the plan compares nothing again."""
+    drifts = [
+        model.Drift(Aspect.Tags, "t", model.TagDelta(extra=("old",), to_set={"new": "1"})),
+        model.Drift(Aspect.ManagedPolicy, "m", model.ManagedPolicyDelta(detach=(ADMIN_POLICY,))),
+        model.Drift(Aspect.PermissionsBoundary, "b", model.BoundaryDelta(put=BOUNDARY)),
+    ]
+    operations = plan.plan_update("r", drifts)
+    assert [
+        (op.action, {k: v for k, v in op.params.items() if k != "RoleName"}) for op in operations
+    ] == [
+        ("PutRolePermissionsBoundary", {"PermissionsBoundary": BOUNDARY}),
+        ("DetachRolePolicy", {"PolicyArn": ADMIN_POLICY}),
+        ("UntagRole", {"TagKeys": ["old"]}),
+        ("TagRole", {"Tags": [{"Key": "new", "Value": "1"}]}),
+    ]
+
+
+def test_a_drift_without_its_delta_is_not_planned() -> None:
+    with pytest.raises(ValueError, match="without a delta: Tags"):
+        plan.plan_update("r", [model.Drift(Aspect.Tags, "reported by hand")])
 
 
 def test_update_is_idempotent_against_a_strict_iam() -> None:
@@ -231,10 +272,10 @@ def test_update_is_idempotent_against_a_strict_iam() -> None:
     stored.description = None
     observed = iam.observe("web-exec")
     drifts = diff.diff(role, observed)
-    iam.apply(plan.plan_update(role, observed, drifts))
+    iam.apply(plan.plan_update(observed.role_name, drifts))
     after = iam.observe("web-exec")
     assert diff.diff(role, after) == ()
-    assert plan.plan_update(role, after, diff.diff(role, after)) == ()
+    assert plan.plan_update(after.role_name, diff.diff(role, after)) == ()
 
 
 def test_stale_update_reports_missing_targets_as_done() -> None:
@@ -243,7 +284,7 @@ def test_stale_update_reports_missing_targets_as_done() -> None:
     iam.apply(plan.plan_create(role))
     iam.roles["web-exec"].managed.add(ADMIN_POLICY)
     observed = iam.observe("web-exec")
-    operations = plan.plan_update(role, observed, diff.diff(role, observed))
+    operations = plan.plan_update(observed.role_name, diff.diff(role, observed))
     iam.apply(operations)
     with pytest.raises(IamError) as raised:
         iam.apply(operations)  # replayed from a stale read
@@ -347,5 +388,5 @@ def test_tag_owner_is_a_no_op_when_already_tagged() -> None:
 def test_operation_classes_cover_every_update_action() -> None:
     role = full_role()
     observed = drifted(role)
-    for operation in plan.plan_update(role, observed, diff.diff(role, observed)):
+    for operation in plan.plan_update(observed.role_name, diff.diff(role, observed)):
         assert operation.action in RESTRICTIVE | ADDITIVE | {"PutRolePolicy"}

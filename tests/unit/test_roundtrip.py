@@ -3,15 +3,18 @@
 - create: whatever IAM does to the documents on the way back, a freshly created role has no drift;
 - update: whatever an outsider changed, one diff drives one plan that puts the role back (except
   an undeclared boundary, which is reported and never removed), touching no ignored tag;
-- crash: a plan cut off after any call converges when recomputed from a fresh observation.
+- crash: a plan cut off after any call converges when recomputed from a fresh observation;
+- deltas: for any observed role, the plan made from the drifts' deltas alone (no desired, no
+  observed role, no ignored keys) puts it back when applied to that role.
 """
 
 from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +22,8 @@ from hypothesis import strategies as st
 
 from ecsrole.core import config, desired, diff, model, plan, policy, spec
 
-from .fake_iam import FakeIam, StoredRole
+from .applied import applied
+from .fake_iam import FakeIam, StoredRole, iam_format
 
 pytestmark = pytest.mark.unit
 
@@ -326,7 +330,7 @@ def test_one_diff_drives_an_update_that_removes_all_drift(
 
     observed = observe(iam, role)
     drifts = diff.diff(role, observed)
-    operations = plan.plan_update(role, observed, drifts)
+    operations = plan.plan_update(observed.role_name, drifts)
     assert {a for op in operations for a in op.aspects} <= {d.aspect for d in drifts}
     _assert_restrictive_first(operations)
     iam.apply(operations)
@@ -335,7 +339,7 @@ def test_one_diff_drives_an_update_that_removes_all_drift(
     remaining = diff.diff(role, after)
     assert remaining == () or unfixable(role, remaining), remaining
     assert_stored_as_declared(iam, role)
-    assert plan.plan_update(role, after, remaining) == ()
+    assert plan.plan_update(after.role_name, remaining) == ()
     ignored = {k: v for k, v in after.tags.items() if k.lower() == IGNORED_TAG.lower()}
     if scenario.account.ignored_tag_keys:
         assert ignored == ignored_before
@@ -357,10 +361,10 @@ def test_plan_cut_off_by_a_crash_converges_when_recomputed(
     for edit in edits:
         edit(iam.roles[role.role_name.lower()], scenario, rng)
     observed = observe(iam, role)
-    iam.apply(plan.plan_update(role, observed, diff.diff(role, observed))[:cut])
+    iam.apply(plan.plan_update(observed.role_name, diff.diff(role, observed))[:cut])
 
     observed = observe(iam, role)
-    iam.apply(plan.plan_update(role, observed, diff.diff(role, observed)))
+    iam.apply(plan.plan_update(observed.role_name, diff.diff(role, observed)))
     remaining = diff.diff(role, observe(iam, role))
     assert remaining == () or unfixable(role, remaining), remaining
     assert_stored_as_declared(iam, role)
@@ -383,7 +387,7 @@ def test_create_cut_off_by_a_crash_converges(
     assert (
         diff.diff(role, observed, ignore_aspects={Aspect.ManagedPolicy, Aspect.InlinePolicy}) == ()
     )
-    iam.apply(plan.plan_update(role, observed, diff.diff(role, observed)))
+    iam.apply(plan.plan_update(observed.role_name, diff.diff(role, observed)))
     assert diff.diff(role, observe(iam, role)) == ()
     assert_stored_as_declared(iam, role)
 
@@ -401,6 +405,112 @@ def test_delete_and_release_against_the_created_role(
     assert dict(released.tags) == dict(scenario.role_spec.tags)
     iam.apply(plan.plan_delete(released))
     assert iam.observe(role.role_name) is None
+
+
+@st.composite
+def observed_roles(draw: st.DrawFn, role: model.DesiredRole) -> model.ObservedRole | None:
+    """Any role IAM might hold under `role`'s name: each aspect as declared (in IAM's formatting),
+    changed, missing or added to; tag keys in other letter cases; the ignored key in any case."""
+    if draw(st.integers(0, 19)) == 0:
+        return None
+    rng = draw(st.randoms(use_true_random=False))
+    partition, account = role.partition, role.account_id
+    admin = f"arn:{partition}:iam::aws:policy/AdministratorAccess"
+    other_boundary = f"arn:{partition}:iam::{account}:policy/other-bound"
+    widened = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+    trust = draw(
+        st.sampled_from(
+            [
+                iam_format(role.trust_policy, rng),
+                {
+                    **role.trust_policy,
+                    "Statement": [{**_first(role.trust_policy), "Principal": "*"}],
+                },
+                {
+                    **role.trust_policy,
+                    "Statement": [_first(role.trust_policy), widened["Statement"][0]],
+                },
+            ]
+        )
+    )
+    managed = draw(st.sets(st.sampled_from(sorted({*role.managed_policy_arns, admin}))))
+    inline: dict[str, str | Mapping[str, Any]] = {}
+    for name in sorted({*role.inline_policies, "backdoor"}):
+        choice = draw(st.sampled_from(["absent", "declared", "widened"]))
+        if choice == "declared" and name in role.inline_policies:
+            inline[name] = iam_format(dict(role.inline_policies[name]), rng)
+        elif choice == "widened":
+            inline[name] = widened
+    tags: dict[str, tuple[str, str]] = {}  # folded key -> (key as IAM holds it, value)
+    for key, value in role.tags.items():
+        choice = draw(st.sampled_from(["same", "absent", "value", "recased", "recased value"]))
+        if choice == "absent":
+            continue
+        shown = key.swapcase() if choice.startswith("recased") else key
+        tags[key.lower()] = (shown, value + "-changed" if choice.endswith("value") else value)
+    for key in draw(st.lists(st.sampled_from(["extra", "Extra", "ecsrole.dev/Other"]), max_size=2)):
+        tags.setdefault(key.lower(), (key, "x"))
+    if draw(st.booleans()):
+        ignored = draw(st.sampled_from([IGNORED_TAG, IGNORED_TAG.lower(), IGNORED_TAG.upper()]))
+        tags[ignored.lower()] = (ignored, "org-automation")
+    return model.ObservedRole(
+        arn=role.arn,
+        role_id="AROAGENERATED",
+        role_name=draw(st.sampled_from([role.role_name, role.role_name.swapcase()])),
+        path=role.path,
+        trust_policy=trust,
+        description=draw(st.sampled_from([role.description, "", "hand edit"])),
+        max_session_duration=draw(st.sampled_from([role.max_session_duration, 3600, 43200])),
+        permissions_boundary_arn=draw(
+            st.sampled_from([role.permissions_boundary_arn, None, other_boundary])
+        ),
+        managed_policy_arns=managed,
+        inline_policies=inline,
+        tags=dict(tags.values()),
+    )
+
+
+def _first(document: Mapping[str, Any]) -> dict[str, Any]:
+    statements = document["Statement"]
+    return dict(statements[0] if isinstance(statements, list) else statements)
+
+
+@ROUNDTRIP_SETTINGS
+@given(data=st.data(), scenario=scenarios(), pass_ignored_keys=st.booleans())
+def test_the_deltas_alone_repair_any_observed_role(
+    data: st.DataObject, scenario: Scenario, pass_ignored_keys: bool
+) -> None:
+    """Applying the plan made from the drifts' deltas to the observed role leaves no drift.
+
+    The plan sees only the role's name and the drifts: whatever it needs to put the role back
+    must be in the deltas. Ignored tag keys are left exactly as found (spelling and value), and
+    passing the account's ignored keys to diff again changes nothing: the desired role carries
+    them, and they are applied once, in diff.
+    """
+    role = scenario.desired()
+    observed = data.draw(observed_roles(role), label="observed")
+    extra_ignored = scenario.account.ignored_tag_keys if pass_ignored_keys else ()
+    drifts = diff.diff(role, observed, ignored_tag_keys=extra_ignored)
+    assert drifts == diff.diff(role, observed)
+    if observed is None:
+        operations = plan.plan_update(role.role_name, drifts)
+        assert operations == plan.plan_create(role)
+    else:
+        operations = plan.plan_update(observed.role_name, drifts)
+        assert {a for op in operations for a in op.aspects} <= {d.aspect for d in drifts}
+        _assert_restrictive_first(operations)
+
+    after = applied(observed, operations)
+    remaining = diff.diff(role, after)
+    assert remaining == () or unfixable(role, remaining), remaining
+    assert plan.plan_update(after.role_name, remaining) == ()
+    if scenario.account.ignored_tag_keys and observed is not None:
+
+        def ignored(tags: Mapping[str, str]) -> dict[str, str]:
+            return {k: v for k, v in tags.items() if k.lower() == IGNORED_TAG.lower()}
+
+        assert ignored(after.tags) == ignored(observed.tags)
 
 
 def _assert_restrictive_first(operations: tuple[model.Operation, ...]) -> None:

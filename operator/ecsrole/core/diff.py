@@ -1,8 +1,10 @@
 """Desired vs observed -> drift, the heart of the operator.
 
 One computed list of drifts drives the update, the status, the metrics and the events (ACK's
-delta), so everything that decides "is this different" lives here, including the per-aspect
-deltas (`tag_delta`, `extra_managed_policies`, ...) that `plan` turns into IAM calls.
+delta), so everything that decides "is this different" lives here: each Drift carries its typed
+delta (`model.TagDelta`, `model.ManagedPolicyDelta`, ...), computed once, with the ignored tag
+keys applied once, and its message is written from that delta. `plan` turns the deltas into IAM
+calls without comparing anything again.
 
 The declared state is complete: a managed policy attached, an inline policy added or trust
 widened outside the spec is drift, because privilege creep is the drift that matters most.
@@ -10,8 +12,7 @@ widened outside the spec is drift, because privilege creep is the drift that mat
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from ecsrole.core import model, policy
 
@@ -47,8 +48,9 @@ def diff(
     """Every aspect in which `observed` differs from `desired`, one Drift per aspect, by SEVERITY.
 
     `ignored_tag_keys` adds to `desired.ignored_tag_keys` (case-insensitive): such tags are
-    never drift. `ignore_aspects` skips aspects, e.g. the one the operator just wrote, during
-    IAM's settle window, so that a stale read is not reported as drift.
+    never drift, and no delta mentions them. `ignore_aspects` skips aspects, e.g. the one the
+    operator just wrote, during IAM's settle window, so that a stale read is not reported as
+    drift.
     """
     if observed is None:
         if Aspect.RoleMissing in ignore_aspects:
@@ -57,10 +59,11 @@ def diff(
             model.Drift(
                 Aspect.RoleMissing,
                 f"role {desired.role_name} does not exist in account {desired.account_id}",
+                model.RoleMissingDelta(desired),
             ),
         )
     ignored = _ignored(desired, ignored_tag_keys)
-    checks = {
+    checks: Mapping[model.Aspect, Callable[[], model.Drift | None]] = {
         Aspect.TrustPolicy: lambda: _trust_drift(desired, observed),
         Aspect.ManagedPolicy: lambda: _managed_policy_drift(desired, observed),
         Aspect.InlinePolicy: lambda: _inline_policy_drift(desired, observed),
@@ -74,42 +77,71 @@ def diff(
         check = checks.get(aspect)
         if check is None or aspect in ignore_aspects:
             continue
-        message = check()
-        if message is not None:
-            drifts.append(model.Drift(aspect, message))
+        drift = check()
+        if drift is not None:
+            drifts.append(drift)
     return tuple(drifts)
 
 
-# -- deltas, shared with plan ------------------------------------------------------------------
+# -- deltas, one per aspect --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TagDelta:
-    """What separates observed tags from desired ones, keys compared case-insensitively.
+def trust_delta(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.TrustDelta | None:
+    """The declared trust policy, unless the observed one is semantically the same."""
+    if policy.equivalent(desired.trust_policy, observed.trust_policy):
+        return None
+    return model.TrustDelta(desired.trust_policy)
 
-    `to_remove` holds observed spellings: tags not declared, plus declared keys present in
-    another letter case (IAM keeps tag keys unique regardless of case, so the old spelling has
-    to go before the declared one can be set). `to_set` holds desired tags that are missing,
-    differ in value or in key case.
+
+def managed_policy_delta(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.ManagedPolicyDelta | None:
+    """Managed policies attached but not declared, and declared but not attached, sorted."""
+    detach = sorted(observed.managed_policy_arns - desired.managed_policy_arns)
+    attach = sorted(desired.managed_policy_arns - observed.managed_policy_arns)
+    if not (detach or attach):
+        return None
+    return model.ManagedPolicyDelta(detach=tuple(detach), attach=tuple(attach))
+
+
+def inline_policy_delta(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.InlinePolicyDelta | None:
+    """Inline policies present but not declared, declared but changed, declared but missing."""
+    delete = sorted(observed.inline_policies.keys() - desired.inline_policies.keys())
+    replace = {
+        name: document
+        for name, document in sorted(desired.inline_policies.items())
+        if name in observed.inline_policies
+        and not policy.equivalent(document, observed.inline_policies[name])
+    }
+    add = {
+        name: document
+        for name, document in sorted(desired.inline_policies.items())
+        if name not in observed.inline_policies
+    }
+    if not (delete or replace or add):
+        return None
+    return model.InlinePolicyDelta(delete=tuple(delete), replace=replace, add=add)
+
+
+def boundary_delta(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.BoundaryDelta | None:
+    """The declared boundary when the observed one differs; `put` is None for an undeclared one.
+
+    A boundary is only ever set or replaced, never removed (see `model.BoundaryDelta`).
     """
-
-    missing: tuple[str, ...] = ()
-    changed: tuple[tuple[str, str, str], ...] = ()  # (key, observed value, desired value)
-    recased: tuple[tuple[str, str], ...] = ()  # (observed key, desired key)
-    extra: tuple[str, ...] = ()
-    to_set: Mapping[str, str] = field(default_factory=dict, hash=False)
-
-    @property
-    def to_remove(self) -> tuple[str, ...]:
-        return tuple(sorted({*self.extra, *(observed for observed, _ in self.recased)}))
-
-    def __bool__(self) -> bool:
-        return bool(self.missing or self.changed or self.recased or self.extra)
+    if desired.permissions_boundary_arn == observed.permissions_boundary_arn:
+        return None
+    return model.BoundaryDelta(put=desired.permissions_boundary_arn)
 
 
 def tag_delta(
     desired: Mapping[str, str], observed: Mapping[str, str], ignored: Collection[str] = ()
-) -> TagDelta:
+) -> model.TagDelta:
     """Compare tags by case-insensitive key; keys in `ignored` (lower-cased) are left out."""
     ignored = {key.lower() for key in ignored}
     want = {
@@ -135,7 +167,7 @@ def tag_delta(
             changed.append((key, observed_value, value))
             to_set[key] = value
     extra = sorted(key for folded, (key, _) in have.items() if folded not in want)
-    return TagDelta(
+    return model.TagDelta(
         missing=tuple(missing),
         changed=tuple(changed),
         recased=tuple(recased),
@@ -144,49 +176,12 @@ def tag_delta(
     )
 
 
-def extra_managed_policies(desired: model.DesiredRole, observed: model.ObservedRole) -> list[str]:
-    """Managed policies attached but not declared, sorted."""
-    return sorted(observed.managed_policy_arns - desired.managed_policy_arns)
+def role_fields_delta(desired: model.DesiredRole) -> model.RoleFieldsDelta:
+    """What UpdateRole sends when either field drifted: both declared values."""
+    return model.RoleFieldsDelta(desired.description, desired.max_session_duration)
 
 
-def missing_managed_policies(desired: model.DesiredRole, observed: model.ObservedRole) -> list[str]:
-    """Managed policies declared but not attached, sorted."""
-    return sorted(desired.managed_policy_arns - observed.managed_policy_arns)
-
-
-def extra_inline_policies(desired: model.DesiredRole, observed: model.ObservedRole) -> list[str]:
-    """Inline policy names present but not declared, sorted."""
-    return sorted(observed.inline_policies.keys() - desired.inline_policies.keys())
-
-
-def missing_inline_policies(desired: model.DesiredRole, observed: model.ObservedRole) -> list[str]:
-    """Declared inline policy names that are absent, sorted."""
-    return sorted(desired.inline_policies.keys() - observed.inline_policies.keys())
-
-
-def changed_inline_policies(desired: model.DesiredRole, observed: model.ObservedRole) -> list[str]:
-    """Declared inline policies present with a semantically different document, sorted."""
-    return sorted(
-        name
-        for name, document in desired.inline_policies.items()
-        if name in observed.inline_policies
-        and not policy.equivalent(document, observed.inline_policies[name])
-    )
-
-
-def boundary_to_put(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
-    """The boundary to put, or None: one is only ever set or replaced, never removed.
-
-    The operator's IAM policy has no DeleteRolePermissionsBoundary (DESIGN section 3), so an
-    undeclared boundary stays reported drift that a human resolves.
-    """
-    wanted = desired.permissions_boundary_arn
-    if wanted is not None and observed.permissions_boundary_arn != wanted:
-        return wanted
-    return None
-
-
-# -- per-aspect messages -----------------------------------------------------------------------
+# -- per-aspect drifts, each message written from its delta -------------------------------------
 
 
 def _ignored(desired: model.DesiredRole, extra: Iterable[str]) -> frozenset[str]:
@@ -205,55 +200,59 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
-def _trust_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
-    if policy.equivalent(desired.trust_policy, observed.trust_policy):
+def _trust_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> model.Drift | None:
+    delta = trust_delta(desired, observed)
+    if delta is None:
         return None
-    return "trust policy " + policy.describe_difference(desired.trust_policy, observed.trust_policy)
+    message = "trust policy " + policy.describe_difference(delta.document, observed.trust_policy)
+    return model.Drift(Aspect.TrustPolicy, message, delta)
 
 
-def _managed_policy_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
-    parts = [
-        f"managed policy {arn} is attached but not declared"
-        for arn in extra_managed_policies(desired, observed)
-    ] + [
-        f"managed policy {arn} is declared but not attached"
-        for arn in missing_managed_policies(desired, observed)
-    ]
-    return _summarize(parts) if parts else None
+def _managed_policy_drift(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.Drift | None:
+    delta = managed_policy_delta(desired, observed)
+    if delta is None:
+        return None
+    parts = [f"managed policy {arn} is attached but not declared" for arn in delta.detach]
+    parts += [f"managed policy {arn} is declared but not attached" for arn in delta.attach]
+    return model.Drift(Aspect.ManagedPolicy, _summarize(parts), delta)
 
 
-def _inline_policy_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
-    parts = [
-        f"inline policy {name} is present but not declared"
-        for name in extra_inline_policies(desired, observed)
-    ]
-    parts += [
-        f"inline policy {name} is declared but missing"
-        for name in missing_inline_policies(desired, observed)
-    ]
+def _inline_policy_drift(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.Drift | None:
+    delta = inline_policy_delta(desired, observed)
+    if delta is None:
+        return None
+    parts = [f"inline policy {name} is present but not declared" for name in delta.delete]
+    parts += [f"inline policy {name} is declared but missing" for name in delta.add]
     parts += [
         f"inline policy {name} "
-        + policy.describe_difference(desired.inline_policies[name], observed.inline_policies[name])
-        for name in changed_inline_policies(desired, observed)
+        + policy.describe_difference(document, observed.inline_policies[name])
+        for name, document in delta.replace.items()
     ]
-    return _summarize(parts) if parts else None
+    return model.Drift(Aspect.InlinePolicy, _summarize(parts), delta)
 
 
-def _boundary_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
-    wanted, actual = desired.permissions_boundary_arn, observed.permissions_boundary_arn
-    if wanted == actual:
+def _boundary_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> model.Drift | None:
+    delta = boundary_delta(desired, observed)
+    if delta is None:
         return None
+    wanted, actual = delta.put, observed.permissions_boundary_arn
     if wanted is None:
-        return (
+        message = (
             f"permissions boundary {actual} is set but not declared "
             "(the operator never removes a boundary; remove it by hand)"
         )
-    if actual is None:
-        return f"permissions boundary {wanted} is declared but not set"
-    return f"permissions boundary is {actual} but {wanted} is declared"
+    elif actual is None:
+        message = f"permissions boundary {wanted} is declared but not set"
+    else:
+        message = f"permissions boundary is {actual} but {wanted} is declared"
+    return model.Drift(Aspect.PermissionsBoundary, message, delta)
 
 
-def _tags_drift(delta: TagDelta) -> str | None:
+def _tags_drift(delta: model.TagDelta) -> model.Drift | None:
     if not delta:
         return None
     parts = [f"tag {key} is declared but missing" for key in delta.missing]
@@ -263,23 +262,33 @@ def _tags_drift(delta: TagDelta) -> str | None:
         for key, actual, wanted in delta.changed
     ]
     parts += [f"tag {key} is present but not declared" for key in delta.extra]
-    return _summarize(parts)
+    return model.Drift(Aspect.Tags, _summarize(parts), delta)
 
 
-def _description_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
+def _description_drift(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.Drift | None:
     if desired.description == observed.description:
         return None
-    if not observed.description:
-        return f"description is empty but {_quote(desired.description)} is declared"
-    if not desired.description:
-        return f"description is {_quote(observed.description)} but none is declared"
-    return f"description is {_quote(observed.description)} but {_quote(desired.description)} is declared"
+    delta = role_fields_delta(desired)
+    wanted, actual = delta.description, observed.description
+    if not actual:
+        message = f"description is empty but {_quote(wanted)} is declared"
+    elif not wanted:
+        message = f"description is {_quote(actual)} but none is declared"
+    else:
+        message = f"description is {_quote(actual)} but {_quote(wanted)} is declared"
+    return model.Drift(Aspect.Description, message, delta)
 
 
-def _max_session_drift(desired: model.DesiredRole, observed: model.ObservedRole) -> str | None:
+def _max_session_drift(
+    desired: model.DesiredRole, observed: model.ObservedRole
+) -> model.Drift | None:
     if desired.max_session_duration == observed.max_session_duration:
         return None
-    return (
+    delta = role_fields_delta(desired)
+    message = (
         f"max session duration is {observed.max_session_duration} s but "
-        f"{desired.max_session_duration} s is declared"
+        f"{delta.max_session_duration} s is declared"
     )
+    return model.Drift(Aspect.MaxSessionDuration, message, delta)

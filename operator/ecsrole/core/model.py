@@ -195,16 +195,137 @@ class ObservedRole:
         )
 
 
+# -- deltas: what repairs one drifted aspect -----------------------------------------------------
+#
+# `diff` computes each once; `plan` turns it into IAM calls without comparing anything again.
+
+
+@dataclass(frozen=True)
+class TrustDelta:
+    """The declared trust policy: UpdateAssumeRolePolicy replaces the whole document."""
+
+    document: PolicyDocument = field(hash=False)
+
+
+@dataclass(frozen=True)
+class ManagedPolicyDelta:
+    """Managed policy ARNs to detach (attached but not declared) and to attach, each sorted."""
+
+    detach: tuple[str, ...] = ()
+    attach: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InlinePolicyDelta:
+    """Inline policies to delete (present, not declared), and declared documents to put.
+
+    Puts come in two kinds because the plan orders them differently: `replace` restores a
+    declared policy whose content drifted (usually a narrowing, so it runs with the restrictive
+    calls), `add` puts back a declared policy that is missing (a widening, run last).
+    """
+
+    delete: tuple[str, ...] = ()
+    replace: Mapping[str, PolicyDocument] = field(default_factory=dict, hash=False)
+    add: Mapping[str, PolicyDocument] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class BoundaryDelta:
+    """The boundary to put, or None when one is set but none is declared.
+
+    The operator's IAM policy has no DeleteRolePermissionsBoundary (DESIGN section 3), so an
+    undeclared boundary stays reported drift that a human resolves.
+    """
+
+    put: str | None
+
+
+@dataclass(frozen=True)
+class TagDelta:
+    """What separates observed tags from desired ones, keys compared case-insensitively.
+
+    Ignored tag keys are already left out. `to_remove` holds observed spellings: tags not
+    declared, plus declared keys present in another letter case (IAM keeps tag keys unique
+    regardless of case, so the old spelling has to go before the declared one can be set).
+    `to_set` holds desired tags that are missing, differ in value or in key case.
+    """
+
+    missing: tuple[str, ...] = ()
+    changed: tuple[tuple[str, str, str], ...] = ()  # (key, observed value, desired value)
+    recased: tuple[tuple[str, str], ...] = ()  # (observed key, desired key)
+    extra: tuple[str, ...] = ()
+    to_set: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def to_remove(self) -> tuple[str, ...]:
+        return tuple(sorted({*self.extra, *(observed for observed, _ in self.recased)}))
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.changed or self.recased or self.extra)
+
+
+@dataclass(frozen=True)
+class RoleFieldsDelta:
+    """The declared description and max session duration, both, whichever of them drifted.
+
+    UpdateRole resets a field it is not sent (moto does; sending both is harmless on AWS), so
+    the one call that repairs either field always carries both.
+    """
+
+    description: str
+    max_session_duration: int
+
+
+@dataclass(frozen=True)
+class RoleMissingDelta:
+    """The role to create: all of it, as declared."""
+
+    role: DesiredRole
+
+
+Delta = (
+    TrustDelta
+    | ManagedPolicyDelta
+    | InlinePolicyDelta
+    | BoundaryDelta
+    | TagDelta
+    | RoleFieldsDelta
+    | RoleMissingDelta
+)
+
+_DELTA_TYPES: Mapping[Aspect, type[Delta]] = {
+    Aspect.TrustPolicy: TrustDelta,
+    Aspect.ManagedPolicy: ManagedPolicyDelta,
+    Aspect.InlinePolicy: InlinePolicyDelta,
+    Aspect.PermissionsBoundary: BoundaryDelta,
+    Aspect.Tags: TagDelta,
+    Aspect.Description: RoleFieldsDelta,
+    Aspect.MaxSessionDuration: RoleFieldsDelta,
+    Aspect.RoleMissing: RoleMissingDelta,
+}
+
+
 @dataclass(frozen=True)
 class Drift:
-    """One aspect that differs, with a sentence a platform engineer understands.
+    """One aspect that differs, with a sentence a platform engineer understands, and its delta.
 
     Messages describe only this role (never another tenant's objects or configuration), because
-    they land in the resource's status where its namespace's users read them.
+    they land in the resource's status where its namespace's users read them. The status, the
+    metrics and the Events read `aspect` and `message`; `plan.plan_update` reads `delta`.
+    `delta` is None only for a drift that is reported and never planned (a recorded role found
+    gone, which is recreated by `plan.plan_create` once its record is dropped).
     """
 
     aspect: Aspect
     message: str
+    delta: Delta | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.delta is not None and not isinstance(self.delta, _DELTA_TYPES[self.aspect]):
+            raise TypeError(
+                f"a {self.aspect} drift carries a {_DELTA_TYPES[self.aspect].__name__}, "
+                f"not a {type(self.delta).__name__}"
+            )
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from ecsrole.core import constants, diff, model, policy
+from ecsrole.core import constants, model, policy
 
 Aspect = model.Aspect
 Operation = model.Operation
+_MANAGED = frozenset({Aspect.ManagedPolicy})
+_INLINE = frozenset({Aspect.InlinePolicy})
+_TAGS = frozenset({Aspect.Tags})
 
 
 def plan_create(desired: model.DesiredRole) -> tuple[model.Operation, ...]:
@@ -38,25 +41,19 @@ def plan_create(desired: model.DesiredRole) -> tuple[model.Operation, ...]:
         create["PermissionsBoundary"] = desired.permissions_boundary_arn
     return (
         Operation("CreateRole", create, frozenset({Aspect.RoleMissing})),
-        *(_attach(desired.role_name, arn) for arn in sorted(desired.managed_policy_arns)),
-        *(
-            _put_inline(desired.role_name, name, document)
-            for name, document in sorted(desired.inline_policies.items())
-        ),
+        *_attach(desired.role_name, desired.managed_policy_arns),
+        *_put_inline(desired.role_name, desired.inline_policies),
     )
 
 
-def plan_update(
-    desired: model.DesiredRole,
-    observed: model.ObservedRole | None,
-    drifts: Iterable[model.Drift],
-    *,
-    ignored_tag_keys: Iterable[str] = (),
-) -> tuple[model.Operation, ...]:
-    """The calls that repair exactly the drifted aspects, restrictive ones first.
+def plan_update(role_name: str, drifts: Iterable[model.Drift]) -> tuple[model.Operation, ...]:
+    """The calls that repair exactly the drifted aspects, from their deltas, restrictive first.
 
-    Only aspects named in `drifts` are touched (so a Report-only aspect, or one in its settle
-    window, can be left out by leaving it out of `drifts`). Order:
+    `role_name` is the role's name as IAM spells it (the observed one). Only aspects named in
+    `drifts` are touched (so a Report-only aspect, or one in its settle window, can be left out
+    by leaving it out of `drifts`), and only as their deltas say: nothing is compared again, and
+    ignored tag keys, which `diff` leaves out of every delta, are never touched. A RoleMissing
+    drift is repaired by `plan_create`. Order:
 
     1. PutRolePermissionsBoundary: a boundary caps everything else;
     2. UpdateAssumeRolePolicy: who may assume the role;
@@ -69,98 +66,30 @@ def plan_update(
        field in moto, and sending both is harmless on AWS); it names both aspects when both
        drifted, so neither is left reported as drift after it succeeds.
 
-    Every operation names all the aspects it repairs (`Operation.aspects`).
-
-    An undeclared boundary is never removed (no DeleteRolePermissionsBoundary permission), and
-    tags whose keys are ignored (desired's or `ignored_tag_keys`) are never touched.
+    Every operation names all the aspects it repairs (`Operation.aspects`). An undeclared
+    boundary (`BoundaryDelta.put` None) is never removed: no DeleteRolePermissionsBoundary.
     """
-    aspects = {drift.aspect for drift in drifts}
-    if observed is None or Aspect.RoleMissing in aspects:
-        return plan_create(desired)
-    role = observed.role_name
-    restrictive: list[model.Operation] = []
-    additive: list[model.Operation] = []
-
-    if Aspect.PermissionsBoundary in aspects:
-        boundary = diff.boundary_to_put(desired, observed)
-        if boundary is not None:
-            restrictive.append(
-                Operation(
-                    "PutRolePermissionsBoundary",
-                    {"RoleName": role, "PermissionsBoundary": boundary},
-                    frozenset({Aspect.PermissionsBoundary}),
-                )
-            )
-    if Aspect.TrustPolicy in aspects:
-        restrictive.append(
-            Operation(
-                "UpdateAssumeRolePolicy",
-                {"RoleName": role, "PolicyDocument": policy.dumps(desired.trust_policy)},
-                frozenset({Aspect.TrustPolicy}),
-            )
-        )
-    if Aspect.ManagedPolicy in aspects:
-        restrictive.extend(
-            Operation(
-                "DetachRolePolicy",
-                {"RoleName": role, "PolicyArn": arn},
-                frozenset({Aspect.ManagedPolicy}),
-            )
-            for arn in diff.extra_managed_policies(desired, observed)
-        )
-        additive.extend(
-            _attach(role, arn) for arn in diff.missing_managed_policies(desired, observed)
-        )
-    if Aspect.InlinePolicy in aspects:
-        restrictive.extend(
-            Operation(
-                "DeleteRolePolicy",
-                {"RoleName": role, "PolicyName": name},
-                frozenset({Aspect.InlinePolicy}),
-            )
-            for name in diff.extra_inline_policies(desired, observed)
-        )
-        restrictive.extend(
-            _put_inline(role, name, desired.inline_policies[name])
-            for name in diff.changed_inline_policies(desired, observed)
-        )
-        additive.extend(
-            _put_inline(role, name, desired.inline_policies[name])
-            for name in diff.missing_inline_policies(desired, observed)
-        )
-    if Aspect.Tags in aspects:
-        ignored = {key.lower() for key in (*desired.ignored_tag_keys, *ignored_tag_keys)}
-        delta = diff.tag_delta(desired.tags, observed.tags, ignored)
-        if delta.to_remove:
-            restrictive.append(
-                Operation(
-                    "UntagRole",
-                    {"RoleName": role, "TagKeys": list(delta.to_remove)},
-                    frozenset({Aspect.Tags}),
-                )
-            )
-        if delta.to_set:
-            additive.append(
-                Operation(
-                    "TagRole",
-                    {"RoleName": role, "Tags": _tag_list(delta.to_set)},
-                    frozenset({Aspect.Tags}),
-                )
-            )
-    role_fields = aspects & {Aspect.Description, Aspect.MaxSessionDuration}
-    if role_fields:
-        additive.append(
-            Operation(
-                "UpdateRole",
-                {
-                    "RoleName": role,
-                    "Description": desired.description,
-                    "MaxSessionDuration": desired.max_session_duration,
-                },
-                # One call sets both fields, so it repairs whichever of the two drifted.
-                frozenset(role_fields),
-            )
-        )
+    drifts = _with_deltas(drifts)
+    missing = _delta(drifts, model.RoleMissingDelta)
+    if missing is not None:
+        return plan_create(missing.role)
+    managed = _delta(drifts, model.ManagedPolicyDelta) or model.ManagedPolicyDelta()
+    inline = _delta(drifts, model.InlinePolicyDelta) or model.InlinePolicyDelta()
+    tags = _delta(drifts, model.TagDelta) or model.TagDelta()
+    restrictive = (
+        *_put_boundary(role_name, _delta(drifts, model.BoundaryDelta)),
+        *_update_trust(role_name, _delta(drifts, model.TrustDelta)),
+        *_detach(role_name, managed.detach),
+        *_delete_inline(role_name, inline.delete),
+        *_put_inline(role_name, inline.replace),
+        *_untag(role_name, tags.to_remove),
+    )
+    additive = (
+        *_attach(role_name, managed.attach),
+        *_put_inline(role_name, inline.add),
+        *_tag(role_name, tags.to_set),
+        *_update_role(role_name, drifts),
+    )
     return (*restrictive, *additive)
 
 
@@ -236,17 +165,109 @@ def plan_tag_owner(observed: model.ObservedRole, owner: model.Owner) -> tuple[mo
     return tuple(operations)
 
 
-def _attach(role: str, arn: str) -> model.Operation:
-    return Operation(
-        "AttachRolePolicy", {"RoleName": role, "PolicyArn": arn}, frozenset({Aspect.ManagedPolicy})
+_D = TypeVar("_D", bound=model.Delta)
+
+
+def _with_deltas(drifts: Iterable[model.Drift]) -> tuple[model.Drift, ...]:
+    """`drifts`, unless one carries no delta (a drift built only to be reported)."""
+    drifts = tuple(drifts)
+    undelta = [drift.aspect.value for drift in drifts if drift.delta is None]
+    if undelta:
+        raise ValueError(f"cannot plan drifts without a delta: {', '.join(undelta)}")
+    return drifts
+
+
+def _delta(drifts: Sequence[model.Drift], kind: type[_D]) -> _D | None:
+    """The first delta of type `kind` among `drifts` (diff gives one drift per aspect)."""
+    return next((drift.delta for drift in drifts if isinstance(drift.delta, kind)), None)
+
+
+def _put_boundary(role: str, delta: model.BoundaryDelta | None) -> tuple[model.Operation, ...]:
+    if delta is None or delta.put is None:
+        return ()
+    return (
+        Operation(
+            "PutRolePermissionsBoundary",
+            {"RoleName": role, "PermissionsBoundary": delta.put},
+            frozenset({Aspect.PermissionsBoundary}),
+        ),
     )
 
 
-def _put_inline(role: str, name: str, document: Mapping[str, Any]) -> model.Operation:
-    return Operation(
-        "PutRolePolicy",
-        {"RoleName": role, "PolicyName": name, "PolicyDocument": policy.dumps(document)},
-        frozenset({Aspect.InlinePolicy}),
+def _update_trust(role: str, delta: model.TrustDelta | None) -> tuple[model.Operation, ...]:
+    if delta is None:
+        return ()
+    return (
+        Operation(
+            "UpdateAssumeRolePolicy",
+            {"RoleName": role, "PolicyDocument": policy.dumps(delta.document)},
+            frozenset({Aspect.TrustPolicy}),
+        ),
+    )
+
+
+def _attach(role: str, arns: Iterable[str]) -> tuple[model.Operation, ...]:
+    return tuple(
+        Operation("AttachRolePolicy", {"RoleName": role, "PolicyArn": arn}, _MANAGED)
+        for arn in sorted(arns)
+    )
+
+
+def _detach(role: str, arns: Iterable[str]) -> tuple[model.Operation, ...]:
+    return tuple(
+        Operation("DetachRolePolicy", {"RoleName": role, "PolicyArn": arn}, _MANAGED)
+        for arn in sorted(arns)
+    )
+
+
+def _put_inline(
+    role: str, documents: Mapping[str, Mapping[str, Any]]
+) -> tuple[model.Operation, ...]:
+    return tuple(
+        Operation(
+            "PutRolePolicy",
+            {"RoleName": role, "PolicyName": name, "PolicyDocument": policy.dumps(document)},
+            _INLINE,
+        )
+        for name, document in sorted(documents.items())
+    )
+
+
+def _delete_inline(role: str, names: Iterable[str]) -> tuple[model.Operation, ...]:
+    return tuple(
+        Operation("DeleteRolePolicy", {"RoleName": role, "PolicyName": name}, _INLINE)
+        for name in sorted(names)
+    )
+
+
+def _untag(role: str, keys: Sequence[str]) -> tuple[model.Operation, ...]:
+    if not keys:
+        return ()
+    return (Operation("UntagRole", {"RoleName": role, "TagKeys": list(keys)}, _TAGS),)
+
+
+def _tag(role: str, tags: Mapping[str, str]) -> tuple[model.Operation, ...]:
+    if not tags:
+        return ()
+    return (Operation("TagRole", {"RoleName": role, "Tags": _tag_list(tags)}, _TAGS),)
+
+
+def _update_role(role: str, drifts: Sequence[model.Drift]) -> tuple[model.Operation, ...]:
+    """One UpdateRole sending both fields; it names whichever of the two aspects drifted."""
+    fields = _delta(drifts, model.RoleFieldsDelta)
+    if fields is None:
+        return ()
+    repaired = frozenset(d.aspect for d in drifts if isinstance(d.delta, model.RoleFieldsDelta))
+    return (
+        Operation(
+            "UpdateRole",
+            {
+                "RoleName": role,
+                "Description": fields.description,
+                "MaxSessionDuration": fields.max_session_duration,
+            },
+            repaired,
+        ),
     )
 
 

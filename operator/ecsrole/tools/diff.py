@@ -245,7 +245,7 @@ def _evaluate(
                 message="driftPolicy Report: the drift is reported and alerted on, never repaired",
                 drifts=drifts,
             )
-        operations = plan.plan_update(desired, observed, drifts, ignored_tag_keys=ignored)
+        operations = plan.plan_update(observed.role_name, drifts)
         if not operations:
             return result(
                 Outcome.ReportOnly,
@@ -284,7 +284,7 @@ def _evaluate(
     drifts = diff_module.diff(desired, adopted, ignored_tag_keys=ignored)
     repairs: tuple[model.Operation, ...] = ()
     if drifts and spec.drift_policy == DriftPolicy.Enforce:
-        repairs = plan.plan_update(desired, adopted, drifts, ignored_tag_keys=ignored)
+        repairs = plan.plan_update(adopted.role_name, drifts)
     message = "the operator adopts the role by writing its ownership tags"
     if drifts:
         message += (
