@@ -283,6 +283,39 @@ def _acquired_events(decision: decide.Decision) -> tuple[Event, ...]:
     return ()
 
 
+def _repair_failed(
+    error: AwsCallError,
+    decision: decide.Decision,
+    target: Target | None,
+    detection: _Detection,
+    retry: int,
+) -> Result:
+    """A repair failed: the role still differs from the spec, so say so (status,
+    ecsrole_drifted), count the drift found and its failed repair (remediation outcome
+    "error"), and retry."""
+    role = decision.role
+    assert role is not None
+    detected = detection.new_drift(decision.drifts)
+    failed = _aws_failed(error, target, retry)
+    return dataclasses.replace(
+        failed,
+        outcome=dataclasses.replace(
+            failed.outcome,
+            drifts=decision.drifts,
+            arn=role.arn,
+            role_id=role.role_id,
+            extra=_acquired(decision),
+        ),
+        events=(
+            *_acquired_events(decision),
+            *detection.events(detected, repaired=()),
+            *failed.events,
+        ),
+        remediation_failed=_aspects(decision.operations) if detection.out_of_band else (),
+        **detection.fields(detected),
+    )
+
+
 def _aspects(operations: Sequence[Operation]) -> tuple[Aspect, ...]:
     """Every aspect the operations repair (an UpdateRole can repair two)."""
     return model.ordered(aspect for op in operations for aspect in op.aspects)
@@ -521,26 +554,7 @@ class Reconciler:
         except AwsCallError as error:
             if decision.adoption and not port.applied:
                 raise  # the adoption's tags were not written: nothing is the resource's yet
-            # The role still differs from the spec: say so (status, ecsrole_drifted), count
-            # the drift found and its failed repair (remediation outcome "error"), retry.
-            failed = _aws_failed(error, target, retry)
-            return dataclasses.replace(
-                failed,
-                outcome=dataclasses.replace(
-                    failed.outcome,
-                    drifts=decision.drifts,
-                    arn=role.arn,
-                    role_id=role.role_id,
-                    extra=extra,
-                ),
-                events=(
-                    *_acquired_events(decision),
-                    *detection.events(detected, repaired=()),
-                    *failed.events,
-                ),
-                remediation_failed=(_aspects(decision.operations) if detection.out_of_band else ()),
-                **detection.fields(detected),
-            )
+            return _repair_failed(error, decision, target, detection, retry)
         events = list(_acquired_events(decision))
         remediated = _aspects(decision.operations)
         self.context.record_writes(spec.account_id, spec.role_name, remediated)

@@ -72,7 +72,6 @@ def test_ready_and_synced_reasons_are_the_documented_condition_reasons() -> None
     }
     for enum in (model.ReadyReason, model.SyncedReason):
         assert all(reason.value == reason.name for reason in enum)
-    assert model.REFUSAL_REASONS < set(model.ReadyReason)
 
 
 def test_owner_tags() -> None:

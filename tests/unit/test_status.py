@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from ecsrole.core.model import Aspect, Drift
-from ecsrole.core.model import ReadyReason, Refusal, SyncedReason
+from ecsrole.core.model import Aspect, Drift, ReadyReason, Refusal, SyncedReason
 from ecsrole.status import Outcome, patch_for
 
 pytestmark = pytest.mark.unit
@@ -67,9 +66,7 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 
 def test_refusal_is_stalled_with_the_same_reason() -> None:
-    patch = _status_after(
-        Outcome.refused(Refusal(ReadyReason.PolicyNotAllowed, "no"))
-    )
+    patch = _status_after(Outcome.refused(Refusal(ReadyReason.PolicyNotAllowed, "no")))
     conditions = _by_type(patch)
     assert conditions["Ready"]["status"] == "False"
     assert conditions["Ready"]["reason"] == "PolicyNotAllowed"
@@ -132,7 +129,9 @@ def test_new_generation_rewrites_conditions_with_it() -> None:
 
 def test_ready_in_report_mode_never_says_matches_beside_drift() -> None:
     drift = Drift(Aspect.ManagedPolicy, "AdministratorAccess is attached but not declared")
-    conditions = _by_type(patch_for(Outcome.reconciled(drifts=(drift,)), generation=1, status={}, now=T0))
+    conditions = _by_type(
+        patch_for(Outcome.reconciled(drifts=(drift,)), generation=1, status={}, now=T0)
+    )
     assert conditions["Ready"]["status"] == "True"
     assert conditions["Drifted"]["status"] == "True"
     assert "matches" not in conditions["Ready"]["message"]

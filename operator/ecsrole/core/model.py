@@ -66,21 +66,6 @@ class ReadyReason(StrEnum):
     RoleMissing = "RoleMissing"
 
 
-#: The Ready reasons of a refusal: the operator will not act until a human changes something.
-REFUSAL_REASONS = frozenset(
-    {
-        ReadyReason.InvalidSpec,
-        ReadyReason.AccountNotAllowed,
-        ReadyReason.AccountMismatch,
-        ReadyReason.RoleExistsNotOwned,
-        ReadyReason.AdoptionRefused,
-        ReadyReason.ConflictingResource,
-        ReadyReason.PolicyNotAllowed,
-        ReadyReason.PermissionNotAllowed,
-    }
-)
-
-
 class SyncedReason(StrEnum):
     """The reasons of the Synced condition: did the last attempt succeed, and if not, why."""
 
