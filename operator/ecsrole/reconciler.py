@@ -27,16 +27,7 @@ from ecsrole.core import claims, decide, model, ownership, plan
 from ecsrole.core.config import AccountConfig
 from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
 from ecsrole.core.iam import CallerIdentity
-from ecsrole.core.model import (
-    Aspect,
-    Drift,
-    ObservedRole,
-    Operation,
-    Owner,
-    ReadyReason,
-    Refusal,
-    SyncedReason,
-)
+from ecsrole.core.model import Aspect, Drift, ObservedRole, Operation, Owner
 from ecsrole.core.spec import DeletionPolicy, RoleSpec, SpecError, parse_spec
 from ecsrole.status import Outcome
 
@@ -205,7 +196,9 @@ def _aws_failed(error: AwsCallError, target: Target | None, retry: int) -> Resul
             "backoff"
         )
     return Result(
-        outcome=Outcome.failed(SyncedReason(error.kind.value), message[:1000], stalled=denied),
+        outcome=Outcome.failed(
+            model.SyncedReason(error.kind.value), message[:1000], stalled=denied
+        ),
         target=target,
         events=(Event("Warning", error.kind.value, message[:1000]),),
         retry_after=backoff(error.kind, retry),
@@ -222,7 +215,7 @@ def _target_of(resource: Resource) -> Target | None:
     return Target(spec.account_id, spec.role_name)
 
 
-def _refused(target: Target | None, refusal: Refusal) -> Result:
+def _refused(target: Target | None, refusal: model.Refusal) -> Result:
     """A refusal: Ready=False and Stalled=True with the reason, a Warning Event, no AWS write."""
     return Result(
         outcome=Outcome.refused(refusal),
@@ -259,10 +252,10 @@ class _IamPort:
 
 #: Decisions that leave Ready False without a write: (reason, in progress, stalled).
 _NOT_READY = {
-    decide.Action.PAUSED: (ReadyReason.Paused, False, False),
+    decide.Action.PAUSED: (model.ReadyReason.Paused, False, False),
     # Under Report nothing will bring the role back by itself: a human decides.
-    decide.Action.REPORT_MISSING: (ReadyReason.RoleMissing, False, True),
-    decide.Action.FORGET_MISSING: (ReadyReason.RoleMissing, True, False),
+    decide.Action.REPORT_MISSING: (model.ReadyReason.RoleMissing, False, True),
+    decide.Action.FORGET_MISSING: (model.ReadyReason.RoleMissing, True, False),
 }
 
 
@@ -582,7 +575,7 @@ class Reconciler:
 
     def delete(self, resource: Resource, *, retry: int = 0) -> Result:
         """Remove what the operator owns (Delete) or release it (Retain); never touch the rest."""
-        deleting = Outcome.not_ready(ReadyReason.Deleting, "The resource is being deleted.")
+        deleting = Outcome.not_ready(model.ReadyReason.Deleting, "The resource is being deleted.")
         for annotation, type_, reason, what in (
             (
                 ABANDON_ANNOTATION,
@@ -640,7 +633,7 @@ class Reconciler:
             needs_human = kind == FailureKind.ACCESS_DENIED
         return Result(
             outcome=Outcome.not_ready(
-                ReadyReason.DeletionBlocked,
+                model.ReadyReason.DeletionBlocked,
                 message,
                 in_progress=not needs_human,
                 stalled=needs_human,
@@ -662,7 +655,7 @@ class Reconciler:
     ) -> Result:
         """Delete or release an owned role (`ownership.standing`: the recorded id, or without
         one only a role this object created just before a crash); never touch the rest."""
-        deleting = Outcome.not_ready(ReadyReason.Deleting, "The resource is being deleted.")
+        deleting = Outcome.not_ready(model.ReadyReason.Deleting, "The resource is being deleted.")
         identity = self.context.caller_identity(account)
         if identity.account_id != spec.account_id and not recorded_id:
             return Result(outcome=deleting, target=target)  # could never have created it
