@@ -254,7 +254,7 @@ async def reconcile(
         _apply(result, resource, body, patch)
         log.info(
             "reconciled",
-            ready=result.outcome.ready_reason or "Reconciled",
+            ready=result.outcome.ready_label,
             synced=result.outcome.sync_error or "ReconcileSuccess",
             drift=[d.aspect.value for d in result.outcome.drifts],
             events=[e.reason for e in result.events],

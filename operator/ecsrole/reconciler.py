@@ -2,13 +2,9 @@
 
 Blocking (it calls IAM through the adapter) and free of kopf: the handlers run it in the
 worker pool and turn its Result into a status patch, Events and a retry. Every decision comes
-from the pure core (desired state, ownership, diff, plan); this module orders the steps and
-makes sure the safety checks come before any call that could write:
-
-    spec parses -> account listed for the namespace -> no earlier claim on the role
-    -> caller identity is the spec's account -> desired state allowed -> read the role
-    -> create | the recorded role | claim (crash recovery, adoption) | refuse
-    -> diff -> repair or report
+from the pure core: `core.decide` is the one sequence of checks (the same one `ecsrole diff`
+runs), carried out here through the IAM adapter (`_IamPort`) and told as an Outcome, Events and
+metrics.
 
 Which claim wins a role name is `core.claims`; whether a role is the resource's own is
 `core.ownership.standing`, the same rule at reconcile and at deletion.
@@ -26,21 +22,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecsrole.aws.errors import AwsCallError, FailureKind
-from ecsrole.aws.iam import IamAdapter
 from ecsrole.context import OperatorContext
-from ecsrole.core import claims, iam, model, ownership, plan
-from ecsrole.core import desired as desired_module
-from ecsrole.core import diff as diff_module
+from ecsrole.core import claims, decide, model, ownership, plan
 from ecsrole.core.config import AccountConfig
 from ecsrole.core.constants import ABANDON_ANNOTATION, PAUSED_ANNOTATION
-from ecsrole.core.model import Aspect, DesiredRole, Drift, ObservedRole, Operation, Owner, Refusal
-from ecsrole.core.spec import DeletionPolicy, DriftPolicy, RoleSpec, SpecError, parse_spec
-from ecsrole.status import KEEP_READY, Outcome
+from ecsrole.core.iam import CallerIdentity
+from ecsrole.core.model import Aspect, Drift, ObservedRole, Operation, Owner
+from ecsrole.core.spec import DeletionPolicy, RoleSpec, SpecError, parse_spec
+from ecsrole.status import Outcome
 
 # The only annotations the lifecycle reads: the user's switches.
 SWITCH_ANNOTATIONS = (PAUSED_ANNOTATION, ABANDON_ANNOTATION)
 # A recorded role found gone under Enforce: the record is dropped first, and the role is created
-# anew this long after (see `Reconciler._role_absent`).
+# anew this long after (see `core.decide._absent`).
 RECREATE_AFTER_SECONDS = 1.0
 # Strings up to this length are shared between the index's copies: condition types, reasons and
 # messages, account ids, namespaces and one-second timestamps repeat across thousands of objects.
@@ -192,7 +186,7 @@ def backoff(kind: FailureKind, retry: int) -> float:
     return delay * random.uniform(0.8, 1.2)
 
 
-def _aws_failed(error: AwsCallError, target: Target, retry: int) -> Result:
+def _aws_failed(error: AwsCallError, target: Target | None, retry: int) -> Result:
     """An AWS call failed: Synced=False with its kind, Ready kept as it was, retried later.
 
     AccessDenied does not pass by itself (someone must change a policy), so it is also
@@ -207,12 +201,8 @@ def _aws_failed(error: AwsCallError, target: Target, retry: int) -> Result:
             "backoff"
         )
     return Result(
-        outcome=Outcome(
-            ready_reason=KEEP_READY,
-            sync_error=error.kind.value,
-            sync_message=message[:1000],
-            in_progress=not denied,
-            stalled=denied,
+        outcome=Outcome.failed(
+            model.SyncedReason(error.kind.value), message[:1000], stalled=denied
         ),
         target=target,
         events=(Event("Warning", error.kind.value, message[:1000]),),
@@ -230,12 +220,97 @@ def _target_of(resource: Resource) -> Target | None:
     return Target(spec.account_id, spec.role_name)
 
 
-def _refused(target: Target | None, reason: str, message: str) -> Result:
+def _refused(target: Target | None, refusal: model.Refusal) -> Result:
     """A refusal: Ready=False and Stalled=True with the reason, a Warning Event, no AWS write."""
     return Result(
-        outcome=Outcome(ready_reason=reason, ready_message=message, stalled=True),
+        outcome=Outcome.refused(refusal),
         target=target,
-        events=(Event("Warning", reason, message),),
+        events=(Event("Warning", refusal.reason, refusal.message),),
+    )
+
+
+class _IamPort:
+    """The decision's port onto IAM: the account's adapter, and a detection path's read in
+    place of the adapter's when one was handed over. `applied` counts the applies that
+    succeeded, so a failure tells how far the decision got."""
+
+    def __init__(self, context: OperatorContext, observation: Observation | None) -> None:
+        self.context = context
+        self.observation = observation
+        self.applied = 0
+
+    def caller_identity(self, account: AccountConfig) -> CallerIdentity:
+        return self.context.caller_identity(account)
+
+    def read_role(self, account: AccountConfig, role_name: str) -> ObservedRole | None:
+        if self.observation is not None:
+            return self.observation.role
+        return self.context.adapter(account).read_role(role_name)
+
+    def apply(
+        self, account: AccountConfig, operations: Sequence[Operation]
+    ) -> Mapping[str, Any] | None:
+        created = self.context.adapter(account).apply(operations)
+        self.applied += 1
+        return created
+
+
+#: Decisions that leave Ready False without a write: (reason, in progress, stalled).
+_NOT_READY = {
+    decide.Action.PAUSED: (model.ReadyReason.Paused, False, False),
+    # Under Report nothing will bring the role back by itself: a human decides.
+    decide.Action.REPORT_MISSING: (model.ReadyReason.RoleMissing, False, True),
+    decide.Action.FORGET_MISSING: (model.ReadyReason.RoleMissing, True, False),
+}
+
+
+def _acquired(decision: decide.Decision) -> dict[str, Any]:
+    """status.adopted, written when a role becomes the resource's (Retain is adopted's default)."""
+    if decision.acquisition is None:
+        return {}
+    return {"adopted": decision.acquisition == decide.Acquisition.ADOPT}
+
+
+def _acquired_events(decision: decide.Decision) -> tuple[Event, ...]:
+    """The Event of a role that became the resource's (after its adoption tags were written)."""
+    arn = decision.role.arn if decision.role is not None else ""
+    if decision.acquisition == decide.Acquisition.RECORD:
+        return (Event("Normal", "Created", f"Recorded IAM role {arn}, created earlier"),)
+    if decision.acquisition == decide.Acquisition.ADOPT:
+        return (Event("Normal", "Adopted", f"Adopted IAM role {arn}"),)
+    return ()
+
+
+def _repair_failed(
+    error: AwsCallError,
+    decision: decide.Decision,
+    target: Target | None,
+    detection: _Detection,
+    retry: int,
+) -> Result:
+    """A repair failed: the role still differs from the spec, so say so (status,
+    ecsrole_drifted), count the drift found and its failed repair (remediation outcome
+    "error"), and retry."""
+    role = decision.role
+    assert role is not None
+    detected = detection.new_drift(decision.drifts)
+    failed = _aws_failed(error, target, retry)
+    return dataclasses.replace(
+        failed,
+        outcome=dataclasses.replace(
+            failed.outcome,
+            drifts=decision.drifts,
+            arn=role.arn,
+            role_id=role.role_id,
+            extra=_acquired(decision),
+        ),
+        events=(
+            *_acquired_events(decision),
+            *detection.events(detected, repaired=()),
+            *failed.events,
+        ),
+        remediation_failed=_aspects(decision.operations) if detection.out_of_band else (),
+        **detection.fields(detected),
     )
 
 
@@ -338,166 +413,162 @@ class Reconciler:
         retry: int = 0,
         observation: Observation | None = None,
     ) -> Result:
-        """Converge one resource; `observation` is a detection path's read (else read here)."""
+        """Converge one resource; `observation` is a detection path's read (else read here).
+
+        `core.decide` decides (every safety check before the first write); this carries the
+        decision out and tells it as status, Events and metrics.
+        """
         try:
-            spec = parse_spec(resource.spec)
+            spec: RoleSpec | SpecError = parse_spec(resource.spec)
         except SpecError as error:
-            return _refused(None, "InvalidSpec", str(error))
-        target = Target(spec.account_id, spec.role_name)
-        account = self._account(resource, spec)
-        if account is None:
-            return _refused(
-                target,
-                "AccountNotAllowed",
-                f"namespace {resource.namespace} may not manage roles in account {spec.account_id}; "
-                "the operator configuration must list the namespace for that account",
-            )
-        if conflicting:
-            return _refused(
-                target,
-                "ConflictingResource",
-                claims.conflict_message(spec.role_name, spec.account_id),
-            )
+            spec = error
+        target = Target(spec.account_id, spec.role_name) if isinstance(spec, RoleSpec) else None
+        recorded_id = resource.status.get("roleId")
+        facts = decide.Facts(
+            namespace=resource.namespace,
+            name=resource.name,
+            uid=resource.uid,
+            created=resource.created,
+            spec=spec,
+            conflicting=conflicting,
+            recorded_role_id=str(recorded_id) if recorded_id else None,
+            was_role_missing=any(
+                d.get("aspect") == Aspect.RoleMissing.value
+                for d in resource.status.get("drift") or ()
+            ),
+            paused=resource.annotated(PAUSED_ANNOTATION),
+            settling=(
+                self.context.settling(target.account_id, target.role_name, resource.version)
+                if observation is not None and target is not None
+                else frozenset()
+            ),
+        )
+        port = _IamPort(self.context, observation)
         try:
-            return self._reconcile(resource, spec, account, target, observation, retry)
+            decision = decide.decide(facts, self.config, port)
+            return self._carry_out(resource, decision, port, target, observation, retry)
         except AwsCallError as error:
             return _aws_failed(error, target, retry)
 
-    def _reconcile(
+    def _carry_out(
         self,
         resource: Resource,
-        spec: RoleSpec,
-        account: AccountConfig,
-        target: Target,
+        decision: decide.Decision,
+        port: _IamPort,
+        target: Target | None,
         observation: Observation | None,
         retry: int,
     ) -> Result:
-        identity = self.context.caller_identity(account)
-        if identity.account_id != spec.account_id:
-            return _refused(
-                target,
-                "AccountMismatch",
-                f"the credentials configured for account {spec.account_id} belong to account "
-                f"{identity.account_id}; nothing was changed",
+        if decision.refusal is not None:
+            return _refused(target, decision.refusal)
+        if decision.action == decide.Action.CREATE:
+            return self._create(resource, decision, port, target)
+        # A role just recorded or adopted was not in sync with anything yet: not drift.
+        detection = (
+            _Detection.none()
+            if decision.acquisition is not None
+            else _Detection.start(
+                self.context, resource, observation, bool(resource.status.get("roleId"))
             )
-        owner = self._owner(resource)
-        desired = desired_module.build_desired(
-            spec, account, namespace=resource.namespace, partition=identity.partition, owner=owner
         )
-        if isinstance(desired, Refusal):
-            return _refused(target, desired.reason, desired.message)
-        paused = resource.annotated(PAUSED_ANNOTATION)
-        adapter = self.context.adapter(account)
-        observed = adapter.read_role(spec.role_name) if observation is None else observation.role
-        recorded_id = resource.status.get("roleId")
-        detection = _Detection.start(self.context, resource, observation, bool(recorded_id))
+        if decision.action in _NOT_READY:
+            return self._not_ready(decision, target, detection)
+        return self._converge(resource, decision, port, target, detection, retry)
 
-        if observed is None:
-            absent = self._role_absent(resource, spec, desired, adapter, target, detection, paused)
-            if absent.outcome.role_id is not None:
-                # Created as declared: a change before the first sweep is then timed from
-                # here (detection latency), not left without a starting point.
-                self.context.mark_in_sync(resource.uid)
-            return absent
-
-        events: list[Event] = []
-        adopted: bool | None = None
-        standing = ownership.standing(
-            observed,
-            owner,
-            str(recorded_id) if recorded_id else None,
-            resource_created=resource.created,
-            path=spec.path,
-        )
-        if standing == ownership.Standing.NOT_THE_RECORDED_ROLE:
-            return _refused(
-                target,
-                "RoleExistsNotOwned",
-                ownership.not_the_recorded_role_message(
-                    observed, str(recorded_id), spec.account_id
-                ),
-            )
-        if standing != ownership.Standing.OWNED:
-            claim = self._claim(
-                resource, spec, account, observed, owner, identity.arn, target, standing
-            )
-            if isinstance(claim, Result):
-                return claim
-            events.append(claim)
-            adopted = claim.reason == "Adopted"
-            if adopted:
-                observed = plan.after_tag_owner(observed, owner)
-            detection = _Detection.none()
-        extra = {} if adopted is None else {"adopted": adopted}
-
-        drifts = diff_module.diff(
-            desired,
-            observed,
-            ignored_tag_keys=account.ignored_tag_keys,
-            ignore_aspects=(
-                self.context.settling(spec.account_id, spec.role_name, resource.version)
-                if observation
-                else ()
+    def _create(
+        self,
+        resource: Resource,
+        decision: decide.Decision,
+        port: _IamPort,
+        target: Target | None,
+    ) -> Result:
+        """CreateRole and the policies; the new role's id is recorded (Created or Recreated)."""
+        assert decision.spec is not None
+        created = decide.carry_out(decision, port)
+        if created is None:  # pragma: no cover - plan_create always starts with CreateRole
+            raise RuntimeError("CreateRole returned no role")
+        spec = decision.spec
+        self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect), resource.version)
+        # Created as declared: a change before the first sweep is then timed from here
+        # (detection latency), not left without a starting point.
+        self.context.mark_in_sync(resource.uid)
+        reason = "Recreated" if decision.recreates else "Created"
+        events = [Event("Normal", reason, f"{reason} IAM role {created['Arn']}")]
+        if decision.recreates:
+            events.append(Event("Normal", "DriftRepaired", "Put back RoleMissing"))
+        return Result(
+            outcome=Outcome.reconciled(
+                arn=created["Arn"], role_id=created["RoleId"], extra={"adopted": False}
             ),
+            target=target,
+            events=tuple(events),
+            remediated=(Aspect.RoleMissing,) if decision.recreates else (),
         )
-        detected = detection.new_drift(drifts)
-        if paused:
-            message = f"{PAUSED_ANNOTATION} is set: no AWS writes" + (
-                "; the role differs from the spec" if drifts else ""
+
+    def _not_ready(
+        self, decision: decide.Decision, target: Target | None, detection: _Detection
+    ) -> Result:
+        """Paused, or the recorded role is gone: nothing is written."""
+        reason, in_progress, stalled = _NOT_READY[decision.action]
+        forget = decision.action == decide.Action.FORGET_MISSING
+        role = decision.role
+        detected = detection.new_drift(decision.drifts)
+        return Result(
+            outcome=Outcome.not_ready(
+                reason,
+                decision.message,
+                drifts=decision.drifts,
+                in_progress=in_progress,
+                stalled=stalled,
+                arn=role.arn if role is not None else None,
+                role_id=role.role_id if role is not None else None,
+                # The record of a role that went is dropped first (see `core.decide._absent`).
+                extra={"roleId": None} if forget else _acquired(decision),
+            ),
+            target=target,
+            events=(*_acquired_events(decision), *detection.events(detected, repaired=())),
+            retry_after=RECREATE_AFTER_SECONDS if forget else None,
+            done=not forget,
+            **detection.fields(detected),
+        )
+
+    def _converge(
+        self,
+        resource: Resource,
+        decision: decide.Decision,
+        port: _IamPort,
+        target: Target | None,
+        detection: _Detection,
+        retry: int,
+    ) -> Result:
+        """The resource's own role (recorded or adopted first): repaired, reported or in sync."""
+        role, spec = decision.role, decision.spec
+        assert role is not None
+        assert spec is not None
+        extra = _acquired(decision)
+        detected = detection.new_drift(decision.drifts)
+        try:
+            decide.carry_out(decision, port)
+        except AwsCallError as error:
+            if decision.adoption and not port.applied:
+                raise  # the adoption's tags were not written: nothing is the resource's yet
+            return _repair_failed(error, decision, target, detection, retry)
+        events = list(_acquired_events(decision))
+        remediated = _aspects(decision.operations)
+        self.context.record_writes(spec.account_id, spec.role_name, remediated, resource.version)
+        # What no operation can repair (a boundary set outside the spec: the operator has
+        # no DeleteRolePermissionsBoundary) stays reported as drift.
+        remaining = tuple(d for d in decision.drifts if d.aspect not in remediated)
+        if remediated and not detection.out_of_band:
+            events.append(
+                Event("Normal", "Updated", "Updated " + ", ".join(a.value for a in remediated))
             )
-            return Result(
-                outcome=Outcome(
-                    ready_reason="Paused",
-                    ready_message=message,
-                    drifts=drifts,
-                    arn=observed.arn,
-                    role_id=observed.role_id,
-                    extra=extra,
-                ),
-                target=target,
-                events=(*events, *detection.events(detected, repaired=())),
-                **detection.fields(detected),
-            )
-        remaining = drifts
-        remediated: tuple[Aspect, ...] = ()
-        if drifts and spec.drift_policy == DriftPolicy.Enforce:
-            operations = plan.plan_update(observed.role_name, drifts)
-            try:
-                adapter.apply(operations)
-            except AwsCallError as error:
-                # The role still differs from the spec: say so (status, ecsrole_drifted), count
-                # the drift found and its failed repair (remediation outcome "error"), retry.
-                failed = _aws_failed(error, target, retry)
-                return dataclasses.replace(
-                    failed,
-                    outcome=dataclasses.replace(
-                        failed.outcome,
-                        drifts=drifts,
-                        arn=observed.arn,
-                        role_id=observed.role_id,
-                        extra=extra,
-                    ),
-                    events=(*events, *detection.events(detected, repaired=()), *failed.events),
-                    remediation_failed=_aspects(operations) if detection.out_of_band else (),
-                    **detection.fields(detected),
-                )
-            remediated = _aspects(operations)
-            self.context.record_writes(
-                spec.account_id, spec.role_name, remediated, resource.version
-            )
-            # What no operation can repair (a boundary set outside the spec: the operator has
-            # no DeleteRolePermissionsBoundary) stays reported as drift.
-            remaining = tuple(d for d in drifts if d.aspect not in remediated)
-            if remediated and not detection.out_of_band:
-                events.append(
-                    Event("Normal", "Updated", "Updated " + ", ".join(a.value for a in remediated))
-                )
         events.extend(detection.events(detected, repaired=remediated))
         if not remaining:
             self.context.mark_in_sync(resource.uid)
         return Result(
-            outcome=Outcome(
-                drifts=remaining, arn=observed.arn, role_id=observed.role_id, extra=extra
+            outcome=Outcome.reconciled(
+                drifts=remaining, arn=role.arn, role_id=role.role_id, extra=extra
             ),
             target=target,
             events=tuple(events),
@@ -505,138 +576,11 @@ class Reconciler:
             **detection.fields(detected),
         )
 
-    def _role_absent(
-        self,
-        resource: Resource,
-        spec: RoleSpec,
-        desired: DesiredRole,
-        adapter: IamAdapter,
-        target: Target,
-        detection: _Detection,
-        paused: bool,
-    ) -> Result:
-        """Create the role; or, when it existed before and may not be recreated, report it.
-
-        A recorded role that is gone is re-created in two steps: first its record is dropped
-        (status.roleId cleared, RoleMissing), then, on the retry, the role is created and its new
-        id recorded. A crash right after that CreateRole then leaves a role the crash-recovery
-        claim recognises (no id recorded, this object's tags, newer than the object); with the
-        old id still recorded it could not be told from an impostor carrying copied tags.
-        """
-        was_created = detection.had_role
-        missing = (Drift(Aspect.RoleMissing, f"role {spec.role_name} no longer exists in IAM"),)
-        detected = detection.new_drift(missing) if was_created else ()
-        if was_created and (paused or spec.drift_policy == DriftPolicy.Report):
-            # Under Report nothing will bring the role back by itself: a human decides.
-            message = missing[0].message + (
-                ""
-                if paused
-                else "; driftPolicy is Report, so it is not recreated: set spec.driftPolicy to "
-                "Enforce to recreate it, or delete this resource"
-            )
-            return Result(
-                outcome=Outcome(
-                    ready_reason="Paused" if paused else "RoleMissing",
-                    ready_message=message,
-                    drifts=missing,
-                    stalled=not paused,
-                ),
-                target=target,
-                events=detection.events(detected, repaired=()),
-                **detection.fields(detected),
-            )
-        if paused:
-            return Result(
-                outcome=Outcome(
-                    ready_reason="Paused",
-                    ready_message=f"{PAUSED_ANNOTATION} is set: the role does not exist and is not created",
-                ),
-                target=target,
-            )
-        if was_created:
-            return Result(
-                outcome=Outcome(
-                    ready_reason="RoleMissing",
-                    ready_message=f"{missing[0].message}; it is created anew",
-                    drifts=missing,
-                    in_progress=True,
-                    extra={"roleId": None},
-                ),
-                target=target,
-                events=detection.events(detected, repaired=()),
-                retry_after=RECREATE_AFTER_SECONDS,
-                done=False,
-                **detection.fields(detected),
-            )
-        recreating = any(
-            d.get("aspect") == Aspect.RoleMissing.value for d in resource.status.get("drift") or ()
-        )
-        created = adapter.apply(plan.plan_create(desired))
-        if created is None:  # pragma: no cover - plan_create always starts with CreateRole
-            raise RuntimeError("CreateRole returned no role")
-        self.context.record_writes(spec.account_id, spec.role_name, tuple(Aspect), resource.version)
-        reason = "Recreated" if recreating else "Created"
-        events = [Event("Normal", reason, f"{reason} IAM role {created['Arn']}")]
-        if recreating:
-            events.append(Event("Normal", "DriftRepaired", "Put back RoleMissing"))
-        return Result(
-            outcome=Outcome(
-                arn=created["Arn"], role_id=created["RoleId"], extra={"adopted": False}
-            ),
-            target=target,
-            events=tuple(events),
-            remediated=(Aspect.RoleMissing,) if recreating else (),
-        )
-
-    def _claim(
-        self,
-        resource: Resource,
-        spec: RoleSpec,
-        account: AccountConfig,
-        observed: ObservedRole,
-        owner: Owner,
-        caller_arn: str,
-        target: Target,
-        standing: ownership.Standing,
-    ) -> Result | Event:
-        """No id recorded yet: the role this object created before a crash, adopt it, or refuse."""
-        if standing == ownership.Standing.CREATED_BEFORE_CRASH:
-            return Event("Normal", "Created", f"Recorded IAM role {observed.arn}, created earlier")
-        if not spec.adopt:
-            return _refused(
-                target,
-                "RoleExistsNotOwned",
-                f"role {spec.role_name} already exists in account {spec.account_id} and is not "
-                "managed by this resource; set spec.adopt: true to adopt it where the account "
-                "allows adoption",
-            )
-        refusal = ownership.adoption_refusal(
-            observed,
-            account=account,
-            config_protected_names=self.config.protected_role_names,
-            caller_role_name=iam.caller_role_name(caller_arn),
-            account_map_role_names=self.config.account_map_role_names(account.account_id),
-            owner=owner,
-            expected_path=spec.path,
-        )
-        if refusal is not None:
-            return _refused(target, refusal.reason, refusal.message)
-        if resource.annotated(PAUSED_ANNOTATION):
-            return Result(
-                outcome=Outcome(
-                    ready_reason="Paused",
-                    ready_message=f"{PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
-                ),
-                target=target,
-            )
-        self.context.adapter(account).apply(plan.plan_tag_owner(observed, owner))
-        return Event("Normal", "Adopted", f"Adopted IAM role {observed.arn}")
-
     # -- deletion ------------------------------------------------------------------------
 
     def delete(self, resource: Resource, *, retry: int = 0) -> Result:
         """Remove what the operator owns (Delete) or release it (Retain); never touch the rest."""
-        deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
+        deleting = Outcome.not_ready(model.ReadyReason.Deleting, "The resource is being deleted.")
         for annotation, type_, reason, what in (
             (
                 ABANDON_ANNOTATION,
@@ -693,9 +637,9 @@ class Reconciler:
         if needs_human is None:
             needs_human = kind == FailureKind.ACCESS_DENIED
         return Result(
-            outcome=Outcome(
-                ready_reason="DeletionBlocked",
-                ready_message=message,
+            outcome=Outcome.not_ready(
+                model.ReadyReason.DeletionBlocked,
+                message,
                 in_progress=not needs_human,
                 stalled=needs_human,
             ),
@@ -716,7 +660,7 @@ class Reconciler:
     ) -> Result:
         """Delete or release an owned role (`ownership.standing`: the recorded id, or without
         one only a role this object created just before a crash); never touch the rest."""
-        deleting = Outcome(ready_reason="Deleting", ready_message="The resource is being deleted.")
+        deleting = Outcome.not_ready(model.ReadyReason.Deleting, "The resource is being deleted.")
         identity = self.context.caller_identity(account)
         if identity.account_id != spec.account_id and not recorded_id:
             return Result(outcome=deleting, target=target)  # could never have created it

@@ -21,7 +21,7 @@ def status_patch(result: Result, resource: Resource) -> dict[str, Any]:
 
 
 def _ready_after(result: Result, resource: Resource) -> bool:
-    if result.outcome.ready_reason == status_module.KEEP_READY:
+    if result.outcome.keeps_ready:
         previous = {c.get("type"): c for c in resource.status.get("conditions") or []}
         return bool(previous.get("Ready", {}).get("status") == "True")
     return result.outcome.is_ready

@@ -13,24 +13,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecsrole.core.model import Drift
+from ecsrole.core.model import Drift, ReadyReason, Refusal, SyncedReason
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a reconcile found and did, as the status should tell it.
+    """What a reconcile found and did, as the status should tell it; made by its constructors.
 
     `ready_reason` None means Ready=True/Reconciled. `sync_error` None means the attempt
     succeeded. `stalled` means no progress is possible without a human (a refusal, a role gone
     under driftPolicy Report, a deletion that cannot complete): Stalled=True then carries the
-    Ready reason and its message, which must say what to do.
-    `ready_reason` "Unchanged" keeps the previous Ready condition as it was: a throttled or
-    failing AWS call says nothing new about the role, so it must not flip Ready.
+    Ready reason and its message, which must say what to do. `keeps_ready` (a failed AWS call,
+    `Outcome.failed`) keeps the previous Ready condition as it was: a throttled or failing call
+    says nothing new about the role, so it must not flip Ready.
     """
 
-    ready_reason: str | None = None
+    ready_reason: ReadyReason | None = None
     ready_message: str = ""
-    sync_error: str | None = None
+    sync_error: SyncedReason | None = None
     sync_message: str = ""
     drifts: tuple[Drift, ...] = ()
     in_progress: bool = False
@@ -38,13 +38,73 @@ class Outcome:
     arn: str | None = None
     role_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    keeps_ready: bool = False
+
+    @classmethod
+    def reconciled(
+        cls,
+        *,
+        drifts: tuple[Drift, ...] = (),
+        arn: str | None = None,
+        role_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Ready=True: the role is the resource's and matches the spec (or, under Report, the
+        drifts say how it differs)."""
+        return cls(drifts=drifts, arn=arn, role_id=role_id, extra=dict(extra or {}))
+
+    @classmethod
+    def not_ready(
+        cls,
+        reason: ReadyReason,
+        message: str,
+        *,
+        drifts: tuple[Drift, ...] = (),
+        in_progress: bool = False,
+        stalled: bool = False,
+        arn: str | None = None,
+        role_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Ready=False with `reason`; `message` says why and, when stalled, what to do."""
+        return cls(
+            ready_reason=reason,
+            ready_message=message,
+            drifts=drifts,
+            in_progress=in_progress,
+            stalled=stalled,
+            arn=arn,
+            role_id=role_id,
+            extra=dict(extra or {}),
+        )
+
+    @classmethod
+    def refused(cls, refusal: Refusal) -> Outcome:
+        """A refusal: Ready=False and Stalled=True, until a human changes something."""
+        return cls.not_ready(refusal.reason, refusal.message, stalled=True)
+
+    @classmethod
+    def failed(cls, reason: SyncedReason, message: str, *, stalled: bool) -> Outcome:
+        """An AWS call failed: Synced=False; Ready stays as it was. Retried later, so it is
+        work in progress unless a human must act first (`stalled`)."""
+        return cls(
+            sync_error=reason,
+            sync_message=message,
+            in_progress=not stalled,
+            stalled=stalled,
+            keeps_ready=True,
+        )
 
     @property
     def is_ready(self) -> bool:
-        return self.ready_reason is None
+        return self.ready_reason is None and not self.keeps_ready
 
-
-KEEP_READY = "Unchanged"
+    @property
+    def ready_label(self) -> str:
+        """The Ready reason for logs: "Unchanged" when the previous one is kept."""
+        if self.keeps_ready:
+            return "Unchanged"
+        return self.ready_reason or ReadyReason.Reconciled
 
 
 def now_rfc3339() -> str:
@@ -57,7 +117,7 @@ def _condition(
     return {
         "type": type_,
         "status": "True" if status else "False",
-        "reason": reason,
+        "reason": str(reason),
         "message": message,
         "observedGeneration": generation,
     }
@@ -84,7 +144,7 @@ def desired_conditions(
 ) -> list[dict[str, Any]]:
     """The five conditions without timestamps (those come from `merge_conditions`)."""
     by_type = {c.get("type"): c for c in previous}
-    if outcome.ready_reason == KEEP_READY and "Ready" in by_type:
+    if outcome.keeps_ready and "Ready" in by_type:
         # Ready still describes the generation it was judged on: after a spec change that could
         # not be applied yet, Ready=True must not claim the new generation is in AWS.
         old = by_type["Ready"]
@@ -96,18 +156,24 @@ def desired_conditions(
             str(old.get("message", "")),
             old_generation if isinstance(old_generation, int) else generation,
         )
-    elif outcome.ready_reason is None:
-        ready = _condition("Ready", True, "Reconciled", _ready_message(outcome), generation)
-    elif outcome.ready_reason == KEEP_READY:
+    elif outcome.keeps_ready:
         ready = _condition(
-            "Ready", False, "Creating", "Waiting for the first successful reconcile.", generation
+            "Ready",
+            False,
+            ReadyReason.Creating,
+            "Waiting for the first successful reconcile.",
+            generation,
+        )
+    elif outcome.ready_reason is None:
+        ready = _condition(
+            "Ready", True, ReadyReason.Reconciled, _ready_message(outcome), generation
         )
     else:
         ready = _condition("Ready", False, outcome.ready_reason, outcome.ready_message, generation)
     synced = _condition(
         "Synced",
         outcome.sync_error is None,
-        outcome.sync_error or "ReconcileSuccess",
+        outcome.sync_error or SyncedReason.ReconcileSuccess,
         outcome.sync_message if outcome.sync_error else "The last reconcile succeeded.",
         generation,
     )

@@ -328,7 +328,13 @@ def test_diff_reports_each_refusal_reads_other_accounts_and_changes_nothing(
         "twin": ("Refused", "ConflictingResource"),
     }
     assert "allowAdoption" in resources["no-adoption"]["message"]
-    assert "not in the operator configuration" in resources["unknown-account"]["message"]
+    # The operator's words, the same for an account it does not know and for one that does not
+    # list the namespace.
+    assert resources["unknown-account"]["message"] == (
+        f"namespace {namespace} may not manage roles in account 666666666666; the operator "
+        "configuration must list the namespace for that account"
+    )
+    assert "another EcsExecutionRole has an earlier claim" in resources["twin"]["message"]
     assert resources["invalid"]["message"].startswith("spec.maxSessionDuration:")
     assert resources["cross"]["arn"] == f"arn:aws:iam::{CROSS_ACCOUNT_ID}:role/ecs/{cross}"
     after = snapshot(iam, [exists]) | {

@@ -42,14 +42,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ecsrole import report, sweeper
+from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError, FailureKind, NotFoundError
 from ecsrole.aws.iam import CallerIdentity
 from ecsrole.context import OperatorContext
-from ecsrole.core import claims, constants, model
+from ecsrole.core import claims, constants, decide, model, ownership
 from ecsrole.core.config import AccountConfig, OperatorConfig, SweepMode
 from ecsrole.core.model import ObservedRole, Operation
+from ecsrole.core.spec import RoleSpec, SpecError, parse_spec
 from ecsrole.reconciler import ABANDON_ANNOTATION, PAUSED_ANNOTATION, Reconciler, Resource
 from ecsrole.sweeper import Sweeper
+from ecsrole.tools import diff as diff_tool
+from ecsrole.tools import manifests
 from tests.stack.resources import EC2_TRUST, SEED_TRUST
 from tests.unit.fake_iam import EPOCH, FakeIam, IamError, StoredRole
 
@@ -134,6 +138,7 @@ class Totals:
     aws_writes: int = 0
     crashes: int = 0
     fixpoints: int = 0
+    predictions: int = 0  # reconciles whose decision `ecsrole diff` predicted (check_prediction)
     rules: dict[str, int] = field(default_factory=dict)
 
 
@@ -252,6 +257,32 @@ class ModelAdapter:
                     "RoleId": role.role_id,
                 }
         return created
+
+
+class DiffReader:
+    """`ecsrole diff`'s read-only view of a model account: the same reads, not counted as the
+    operator's calls."""
+
+    def __init__(self, adapter: ModelAdapter) -> None:
+        self.adapter = adapter
+
+    def caller_identity(self) -> CallerIdentity:
+        account_id = self.adapter.account_id
+        return CallerIdentity(
+            account_id, f"arn:aws:iam::{account_id}:role/ecsrole-operator", "AROAOP"
+        )
+
+    def read_role(self, role_name: str) -> ObservedRole | None:
+        return self.adapter.fake.observe(role_name)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The diff's decision for a resource, taken just before the operator handles it."""
+
+    decision: decide.Decision
+    planned: tuple[Operation, ...]
+    calls_before: Mapping[str, int]  # account -> the fake IAM's calls so far
 
 
 class ModelContext(OperatorContext):
@@ -579,11 +610,85 @@ class ClaimsModel(RuleBasedStateMachine):
         obj.finalizer = True
         index = self.context.claims
         conflicting = claims.is_conflicting(index.get(claims.key_of(obj.spec)), obj.uid)
+        prediction = self.predict(obj, conflicting)
         with structlog.contextvars.bound_contextvars(**fields):
             outcome = Reconciler(self.context).reconcile(resource, conflicting=conflicting)
+        if prediction is not None:
+            self.check_prediction(obj, prediction, outcome)
         obj.pending = False
         obj.retry = not outcome.done
         self.set_status(obj, report.status_patch(outcome, resource))
+
+    def predict(self, obj: Obj, conflicting: bool) -> Prediction | None:
+        """What `ecsrole diff` says the operator will do for `obj`, where the diff can know.
+
+        Only for a resource that recorded nothing yet (a manifest has no status), with no crash
+        armed, and not where the diff's ownership without uid differs on purpose (a role that
+        carries the resource's cluster, namespace and name tags but is not its own by the
+        operator's stricter rule, the uid and the creation time included).
+        """
+        if obj.status.get("roleId") or obj.status.get("drift") or self.crash_after is not None:
+            return None
+        adapter = self.adapters.get(str(obj.spec.get("accountId")))
+        role = adapter.fake.observe(str(obj.spec["roleName"])) if adapter is not None else None
+        if role is not None and ownership.ownership_tags_match_without_uid(
+            role, model.Owner(CLUSTER, obj.namespace, obj.name, obj.uid)
+        ):
+            resource = obj.resource()
+            crashed = ownership.created_before_crash(
+                role,
+                model.Owner(CLUSTER, obj.namespace, obj.name, obj.uid),
+                resource_created=resource.created,
+                path=str(obj.spec.get("path", "/")),
+            )
+            if not crashed:
+                return None
+        try:
+            spec: RoleSpec | SpecError = parse_spec(obj.spec)
+        except SpecError as error:
+            spec = error
+        item = manifests.Manifest(
+            source="model",
+            namespace=obj.namespace,
+            name=obj.name,
+            spec=obj.spec,
+            annotations=dict(obj.annotations),
+        )
+        port = readonly.PlanningPort(lambda account: DiffReader(self.adapters[account.account_id]))
+        decision = decide.decide(
+            diff_tool.facts_of(item, spec, conflicting=conflicting), CONFIG, port
+        )
+        decide.carry_out(decision, port)
+        calls_before = {account: len(a.fake.calls) for account, a in self.adapters.items()}
+        return Prediction(decision, tuple(port.planned), calls_before)
+
+    def check_prediction(self, obj: Obj, prediction: Prediction, result: Any) -> None:
+        """The operator did what the diff predicted: same refusal or pause, same calls."""
+        TOTALS.predictions += 1
+        made = [
+            op
+            for account, adapter in self.adapters.items()
+            for op in adapter.fake.calls[prediction.calls_before[account] :]
+        ]
+        planned = [
+            json.loads(
+                json.dumps([op.action, dict(op.params)]).replace(diff_tool.UID_PLACEHOLDER, obj.uid)
+            )
+            for op in prediction.planned
+        ]
+        done = [json_copy([op.action, dict(op.params)]) for op in made]
+        if result.outcome.sync_error is not None:
+            # A call IAM refused ends the plan there: what was made is where the plan stopped.
+            assert done == planned[: len(done)], self.history
+            return
+        assert done == planned, self.history
+        decision = prediction.decision
+        if decision.refusal is not None:
+            assert result.outcome.ready_reason == decision.refusal.reason
+            assert result.outcome.ready_message == decision.refusal.message
+        elif decision.action == decide.Action.PAUSED:
+            assert result.outcome.ready_reason == model.ReadyReason.Paused
+            assert result.outcome.ready_message == decision.message
 
     def remove(self, obj: Obj) -> None:
         self.history.append(f"{obj.uid}: gone")

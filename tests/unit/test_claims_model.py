@@ -31,3 +31,5 @@ def test_claims_and_ownership_hold_for_every_sequence_tried() -> None:
     assert totals.aws_writes > 0
     assert totals.crashes > 0
     assert totals.fixpoints > 0
+    # The diff's decision was checked against what the operator then did (issue 18).
+    assert totals.predictions > 0

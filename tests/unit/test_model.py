@@ -46,10 +46,32 @@ def test_aspect_values_equal_their_names() -> None:
     assert model.Aspect.TrustPolicy == "TrustPolicy"
 
 
-def test_refusal_reasons_are_condition_reasons() -> None:
-    assert [reason.value for reason in model.RefusalReason] == [
-        reason.name for reason in model.RefusalReason
-    ]
+def test_ready_and_synced_reasons_are_the_documented_condition_reasons() -> None:
+    # DESIGN section 2: dashboards, alerts and kstatus users match on these strings.
+    assert {reason.value for reason in model.ReadyReason} == {
+        "Reconciled",
+        "Creating",
+        "InvalidSpec",
+        "AccountNotAllowed",
+        "AccountMismatch",
+        "RoleExistsNotOwned",
+        "AdoptionRefused",
+        "ConflictingResource",
+        "PolicyNotAllowed",
+        "PermissionNotAllowed",
+        "Paused",
+        "Deleting",
+        "DeletionBlocked",
+        "RoleMissing",
+    }
+    assert {reason.value for reason in model.SyncedReason} == {
+        "ReconcileSuccess",
+        "AccessDenied",
+        "Throttled",
+        "AwsError",
+    }
+    for enum in (model.ReadyReason, model.SyncedReason):
+        assert all(reason.value == reason.name for reason in enum)
 
 
 def test_owner_tags() -> None:

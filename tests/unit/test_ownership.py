@@ -96,12 +96,10 @@ def test_protected_roles(name: str, path: str, fragment: str) -> None:
     reason = ownership.protection_reason(name, path, **kwargs)
     assert reason is not None
     assert fragment in reason
-    assert ownership.is_protected(name, path, **kwargs)
 
 
 def test_ordinary_roles_are_not_protected() -> None:
-    assert not ownership.is_protected("web-exec", "/ecs/", caller_role_name=None)
-    assert ownership.protection_reason("web-exec", "/ecs/") is None
+    assert ownership.protection_reason("web-exec", "/ecs/", caller_role_name=None) is None
 
 
 # -- adoption --------------------------------------------------------------------------------

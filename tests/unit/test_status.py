@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ecsrole.core.model import Aspect, Drift
-from ecsrole.status import KEEP_READY, Outcome, patch_for
+from ecsrole.core.model import Aspect, Drift, ReadyReason, Refusal, SyncedReason
+from ecsrole.status import Outcome, patch_for
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +20,7 @@ def _by_type(patch: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_first_success_writes_all_five_conditions_and_ids() -> None:
     patch = patch_for(
-        Outcome(arn="arn:aws:iam::123456789012:role/r", role_id="AROAEXAMPLE"),
+        Outcome.reconciled(arn="arn:aws:iam::123456789012:role/r", role_id="AROAEXAMPLE"),
         generation=1,
         status={},
         now=T0,
@@ -47,14 +47,14 @@ def _status_after(outcome: Outcome, generation: int = 1, now: str = T0) -> dict[
 
 
 def test_nothing_new_writes_nothing() -> None:
-    outcome = Outcome(arn="arn:aws:iam::123456789012:role/r", role_id="AROAEXAMPLE")
+    outcome = Outcome.reconciled(arn="arn:aws:iam::123456789012:role/r", role_id="AROAEXAMPLE")
     status = _status_after(outcome)
     assert patch_for(outcome, generation=1, status=status, now=T1) == {}
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    status = _status_after(Outcome())
-    drifted = Outcome(drifts=(Drift(Aspect.TrustPolicy, "trust also allows X"),))
+    status = _status_after(Outcome.reconciled())
+    drifted = Outcome.reconciled(drifts=(Drift(Aspect.TrustPolicy, "trust also allows X"),))
     patch = patch_for(drifted, generation=1, status=status, now=T1)
     conditions = _by_type(patch)
     assert conditions["Drifted"]["status"] == "True"
@@ -66,9 +66,7 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 
 def test_refusal_is_stalled_with_the_same_reason() -> None:
-    patch = _status_after(
-        Outcome(ready_reason="PolicyNotAllowed", ready_message="no", stalled=True)
-    )
+    patch = _status_after(Outcome.refused(Refusal(ReadyReason.PolicyNotAllowed, "no")))
     conditions = _by_type(patch)
     assert conditions["Ready"]["status"] == "False"
     assert conditions["Ready"]["reason"] == "PolicyNotAllowed"
@@ -77,16 +75,13 @@ def test_refusal_is_stalled_with_the_same_reason() -> None:
 
 
 #: What the reconciler reports when an AWS call was throttled (reconciler._aws_failed).
-THROTTLED = Outcome(
-    ready_reason=KEEP_READY,
-    sync_error="Throttled",
-    sync_message="PutRolePolicy failed: Throttling: Rate exceeded",
-    in_progress=True,
+THROTTLED = Outcome.failed(
+    SyncedReason.Throttled, "PutRolePolicy failed: Throttling: Rate exceeded", stalled=False
 )
 
 
 def test_aws_failure_flips_synced_but_not_ready() -> None:
-    status = _status_after(Outcome())
+    status = _status_after(Outcome.reconciled())
     patch = patch_for(THROTTLED, generation=1, status=status, now=T1)
     conditions = _by_type(patch)
     assert conditions["Ready"]["status"] == "True"
@@ -99,7 +94,7 @@ def test_aws_failure_flips_synced_but_not_ready() -> None:
 
 def test_a_spec_change_not_applied_yet_leaves_ready_on_the_generation_it_judged() -> None:
     """Throttled while applying generation 2: Ready=True still speaks of generation 1 only."""
-    status = _status_after(Outcome(), generation=1)
+    status = _status_after(Outcome.reconciled(), generation=1)
     patch = patch_for(THROTTLED, generation=2, status=status, now=T1)
     conditions = _by_type(patch)
     assert (conditions["Ready"]["status"], conditions["Ready"]["observedGeneration"]) == ("True", 1)
@@ -110,14 +105,14 @@ def test_a_spec_change_not_applied_yet_leaves_ready_on_the_generation_it_judged(
         assert "Rate exceeded" in conditions[type_]["message"]
     assert conditions["Reconciling"]["status"] == "True"
     # Once applied, Ready moves to the new generation.
-    applied = patch_for(Outcome(), generation=2, status={**status, **patch}, now=T1)
+    applied = patch_for(Outcome.reconciled(), generation=2, status={**status, **patch}, now=T1)
     assert _by_type(applied)["Ready"]["observedGeneration"] == 2
     assert _by_type(applied)["Reconciling"]["status"] == "False"
 
 
 def test_aws_failure_before_any_success_says_creating() -> None:
     patch = _status_after(
-        Outcome(ready_reason=KEEP_READY, sync_error="AccessDenied", in_progress=True)
+        Outcome.failed(SyncedReason.AccessDenied, "GetRole failed: AccessDenied", stalled=False)
     )
     conditions = _by_type(patch)
     assert conditions["Ready"]["status"] == "False"
@@ -125,8 +120,8 @@ def test_aws_failure_before_any_success_says_creating() -> None:
 
 
 def test_new_generation_rewrites_conditions_with_it() -> None:
-    status = _status_after(Outcome())
-    patch = patch_for(Outcome(), generation=2, status=status, now=T1)
+    status = _status_after(Outcome.reconciled())
+    patch = patch_for(Outcome.reconciled(), generation=2, status=status, now=T1)
     assert patch["observedGeneration"] == 2
     assert all(c["observedGeneration"] == 2 for c in patch["conditions"])
     assert all(c["lastTransitionTime"] == T0 for c in patch["conditions"])
@@ -134,7 +129,9 @@ def test_new_generation_rewrites_conditions_with_it() -> None:
 
 def test_ready_in_report_mode_never_says_matches_beside_drift() -> None:
     drift = Drift(Aspect.ManagedPolicy, "AdministratorAccess is attached but not declared")
-    conditions = _by_type(patch_for(Outcome(drifts=(drift,)), generation=1, status={}, now=T0))
+    conditions = _by_type(
+        patch_for(Outcome.reconciled(drifts=(drift,)), generation=1, status={}, now=T0)
+    )
     assert conditions["Ready"]["status"] == "True"
     assert conditions["Drifted"]["status"] == "True"
     assert "matches" not in conditions["Ready"]["message"]
@@ -143,9 +140,9 @@ def test_ready_in_report_mode_never_says_matches_beside_drift() -> None:
 
 def test_a_stalled_outcome_is_never_reconciling_too() -> None:
     """kstatus stops at the first True one of the two: Reconciling would hide Stalled."""
-    outcome = Outcome(
-        ready_reason="DeletionBlocked",
-        ready_message="cannot delete: ...; annotate the resource with ecsrole.dev/abandon=true",
+    outcome = Outcome.not_ready(
+        ReadyReason.DeletionBlocked,
+        "cannot delete: ...; annotate the resource with ecsrole.dev/abandon=true",
         in_progress=True,
         stalled=True,
     )
@@ -157,11 +154,10 @@ def test_a_stalled_outcome_is_never_reconciling_too() -> None:
 
 
 def test_access_denied_is_stalled_with_the_sync_reason_and_ready_kept() -> None:
-    previous = patch_for(Outcome(), generation=1, status={}, now=T0)
-    denied = Outcome(
-        ready_reason=KEEP_READY,
-        sync_error="AccessDenied",
-        sync_message="UpdateRole failed: AccessDenied: no; grant the operator's IAM identity ...",
+    previous = patch_for(Outcome.reconciled(), generation=1, status={}, now=T0)
+    denied = Outcome.failed(
+        SyncedReason.AccessDenied,
+        "UpdateRole failed: AccessDenied: no; grant the operator's IAM identity ...",
         stalled=True,
     )
     conditions = _by_type(patch_for(denied, generation=2, status=previous, now=T1))

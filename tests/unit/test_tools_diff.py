@@ -262,7 +262,8 @@ def test_a_role_of_this_cluster_namespace_and_name_is_owned_even_for_another_uid
             manifest(),
             config.OperatorConfig(cluster_name=CLUSTER),
             "AccountNotAllowed",
-            "not in the operator configuration",
+            # The operator's words for an unlisted account and for an unlisted namespace.
+            "the operator configuration must list the namespace for that account",
             False,
         ),
         (manifest(namespace="team-z"), operator_config(), "AccountNotAllowed", "team-z", False),
@@ -321,7 +322,11 @@ def test_a_second_manifest_for_the_same_role_conflicts() -> None:
     results = judge(first, second)
     assert [r.outcome for r in results] == [diff.Outcome.Create, diff.Outcome.Refused]
     assert results[1].reason == "ConflictingResource"
-    assert "team-a/web (web.yaml)" in (results[1].message or "")
+    # The operator's message, which names no other tenant's object (DESIGN section 3).
+    message = results[1].message or ""
+    assert "another EcsExecutionRole has an earlier claim on role WEB-EXEC" in message
+    assert "team-a/web" not in message
+    assert "web.yaml" not in message
 
 
 def test_credentials_of_another_account_are_an_error() -> None:

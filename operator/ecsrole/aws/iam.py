@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from botocore import xform_name
@@ -18,6 +17,7 @@ from botocore.parsers import ResponseParserError
 from ecsrole import gcpause
 from ecsrole.aws.clients import AccountClients
 from ecsrole.aws.errors import AwsCallError, FailureKind, NotFoundError, classify
+from ecsrole.core.iam import CallerIdentity as CallerIdentity  # defined in the core (the port)
 from ecsrole.core.model import ObservedRole, Operation
 
 T = TypeVar("T")
@@ -26,17 +26,6 @@ _BIG_PAGES = {"PageSize": 1000}
 # After CreateRole, IAM may answer NoSuchEntity for a while (eventual consistency). Within one
 # apply the adapter waits a little; beyond that the reconciler retries later.
 NEW_ROLE_RETRY_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class CallerIdentity:
-    account_id: str
-    arn: str
-    user_id: str
-
-    @property
-    def partition(self) -> str:
-        return self.arn.split(":", 2)[1]
 
 
 def _translate(operation: str, error: Exception) -> AwsCallError:

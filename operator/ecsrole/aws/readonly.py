@@ -13,7 +13,8 @@ the CI job its role:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -26,7 +27,7 @@ from ecsrole.aws.clients import AccountAccess, AccountClients, ClientFactory
 from ecsrole.aws.errors import AwsCallError, FailureKind, classify
 from ecsrole.aws.iam import CallerIdentity, IamAdapter
 from ecsrole.core.config import AccountConfig
-from ecsrole.core.model import ObservedRole
+from ecsrole.core.model import ObservedRole, Operation
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -52,6 +53,44 @@ def _refuse_writes(model: Any = None, **_: Any) -> None:
 def forbid_writes(iam_client: IAMClient) -> None:
     """Make `iam_client` refuse every operation but Get* and List* (idempotent)."""
     iam_client.meta.events.register("before-call.iam", _refuse_writes, unique_id=_HOOK_ID)
+
+
+class Reader(Protocol):
+    """The reads a tool makes in one account (`ReadOnlyIam`, or a fake in tests)."""
+
+    def caller_identity(self) -> CallerIdentity: ...
+
+    def read_role(self, role_name: str) -> ObservedRole | None: ...
+
+
+class PlanningPort:
+    """`core.decide.Port` for the tools: reads through read-only views, and `apply` records
+    the calls the operator would make (`planned`) without sending anything.
+
+    `identities` is shared between the ports of one run: one caller identity per account.
+    """
+
+    def __init__(
+        self,
+        reader_for: Callable[[AccountConfig], Reader],
+        identities: dict[str, CallerIdentity] | None = None,
+    ) -> None:
+        self.reader_for = reader_for
+        self.identities = {} if identities is None else identities
+        self.planned: list[Operation] = []
+
+    def caller_identity(self, account: AccountConfig) -> CallerIdentity:
+        identity = self.identities.get(account.account_id)
+        if identity is None:
+            identity = self.reader_for(account).caller_identity()
+            self.identities[account.account_id] = identity
+        return identity
+
+    def read_role(self, account: AccountConfig, role_name: str) -> ObservedRole | None:
+        return self.reader_for(account).read_role(role_name)
+
+    def apply(self, account: AccountConfig, operations: Sequence[Operation]) -> None:
+        self.planned.extend(operations)
 
 
 class ReadOnlyIam:

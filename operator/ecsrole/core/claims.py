@@ -28,14 +28,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ecsrole.core import config
+from ecsrole.core import config, model
 from ecsrole.core.spec import SpecError, parse_spec
 
 #: Ready reasons of a resource that is waiting on another claim: ConflictingResource, or
 #: RoleExistsNotOwned from before the holder's id was seen (it claimed while the holder's
 #: status had not reached the index). A holder's own RoleExistsNotOwned waits for a human.
-CONFLICTING = "ConflictingResource"
-ROLE_EXISTS_NOT_OWNED = "RoleExistsNotOwned"
+CONFLICTING = model.ReadyReason.ConflictingResource
+ROLE_EXISTS_NOT_OWNED = model.ReadyReason.RoleExistsNotOwned
 
 
 @dataclass(frozen=True, slots=True)

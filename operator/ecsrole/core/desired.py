@@ -121,13 +121,13 @@ def build_desired(
 class _RefusedError(Exception):
     """Carries a Refusal out of the nested checks, so each check reads as one line."""
 
-    def __init__(self, reason: model.RefusalReason, field: str, message: str) -> None:
+    def __init__(self, reason: model.ReadyReason, field: str, message: str) -> None:
         super().__init__(message)
-        self.refusal = model.Refusal(reason=reason, message=f"{field}: {message}")
+        self.refusal = model.Refusal(reason=reason, message=f"{field}: {message}", field=field)
 
 
 def _invalid(field: str, message: str) -> _RefusedError:
-    return _RefusedError(model.RefusalReason.InvalidSpec, field, message)
+    return _RefusedError(model.ReadyReason.InvalidSpec, field, message)
 
 
 def _build(
@@ -144,7 +144,7 @@ def _build(
         raise _invalid(error.field, error.message) from None
     if not account.allows_namespace(namespace):
         raise _RefusedError(
-            model.RefusalReason.AccountNotAllowed,
+            model.ReadyReason.AccountNotAllowed,
             "spec.accountId",
             f"namespace {namespace} may not manage roles in account {account.account_id}",
         )
@@ -248,7 +248,7 @@ def _additional_policies(
             )
         if arn != seed and not account.policy_allowed(arn):
             raise _RefusedError(
-                model.RefusalReason.PolicyNotAllowed,
+                model.ReadyReason.PolicyNotAllowed,
                 field,
                 f"{arn} is not allowed in account {account.account_id} (allowedPolicyArns)",
             )
@@ -322,7 +322,7 @@ def _check_resource_arn(
     namespace: str,
 ) -> None:
     """One ARN of the permissions extras: shape, then tenancy, then the namespace's patterns."""
-    not_allowed = model.RefusalReason.PermissionNotAllowed
+    not_allowed = model.ReadyReason.PermissionNotAllowed
     arn = iam.parse_arn(text)
     if arn is None:
         raise _invalid(field, f"{text!r} is not an ARN")

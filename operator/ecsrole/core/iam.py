@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from ecsrole.core import constants
@@ -230,3 +231,16 @@ def caller_role_name(caller_arn: str) -> str | None:
     if arn.service == "iam":
         return role_name_from_arn(caller_arn)
     return None
+
+
+@dataclass(frozen=True)
+class CallerIdentity:
+    """Who the credentials used for an account are (STS GetCallerIdentity)."""
+
+    account_id: str
+    arn: str
+    user_id: str
+
+    @property
+    def partition(self) -> str:
+        return self.arn.split(":", 2)[1]

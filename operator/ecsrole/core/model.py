@@ -46,15 +46,33 @@ def ordered(aspects: Iterable[Aspect]) -> tuple[Aspect, ...]:
     return tuple(aspect for aspect in Aspect if aspect in wanted)
 
 
-class RefusalReason(StrEnum):
-    """The Ready=False reasons the core itself can decide (a subset of DESIGN section 2)."""
+class ReadyReason(StrEnum):
+    """The reasons of the Ready condition (DESIGN section 2): a public contract, so values equal
+    the names. Reconciled is Ready=True; every other one is Ready=False."""
 
+    Reconciled = "Reconciled"
+    Creating = "Creating"
     InvalidSpec = "InvalidSpec"
     AccountNotAllowed = "AccountNotAllowed"
+    AccountMismatch = "AccountMismatch"
+    RoleExistsNotOwned = "RoleExistsNotOwned"
+    AdoptionRefused = "AdoptionRefused"
+    ConflictingResource = "ConflictingResource"
     PolicyNotAllowed = "PolicyNotAllowed"
     PermissionNotAllowed = "PermissionNotAllowed"
-    AdoptionRefused = "AdoptionRefused"
-    RoleExistsNotOwned = "RoleExistsNotOwned"
+    Paused = "Paused"
+    Deleting = "Deleting"
+    DeletionBlocked = "DeletionBlocked"
+    RoleMissing = "RoleMissing"
+
+
+class SyncedReason(StrEnum):
+    """The reasons of the Synced condition: did the last attempt succeed, and if not, why."""
+
+    ReconcileSuccess = "ReconcileSuccess"
+    AccessDenied = "AccessDenied"
+    Throttled = "Throttled"
+    AwsError = "AwsError"
 
 
 @dataclass(frozen=True)
@@ -330,10 +348,16 @@ class Drift:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why the operator will not act for a resource; `reason` is a Ready condition reason."""
+    """Why the operator will not act for a resource.
 
-    reason: str
+    `message` is the whole sentence the Ready condition shows; when a spec field is to blame it
+    starts with that field's path, and `field` names it, so a tool can act on the field (the
+    importer leaves it out) without reading it back out of the text.
+    """
+
+    reason: ReadyReason
     message: str
+    field: str | None = None
 
 
 IamAction = Literal[

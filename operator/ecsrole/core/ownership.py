@@ -98,6 +98,16 @@ def created_before_crash(
     return created >= resource_created - CREATE_CLOCK_SKEW
 
 
+class Proof(StrEnum):
+    """What ownership is judged on."""
+
+    #: The operator: the ownership tags, uid included, and the recorded role id.
+    TAGS_AND_RECORDED_ID = "TagsAndRecordedId"
+    #: `ecsrole diff` on a manifest never applied: it has no uid and no status yet, so its
+    #: role is the one whose cluster, namespace and name tags name it. Never enough to write.
+    TAGS_WITHOUT_UID = "TagsWithoutUid"
+
+
 def standing(
     observed: model.ObservedRole,
     owner: model.Owner,
@@ -105,14 +115,18 @@ def standing(
     *,
     resource_created: datetime.datetime | None,
     path: str,
+    proof: Proof = Proof.TAGS_AND_RECORDED_ID,
 ) -> Standing:
-    """The one ownership rule, used before any write and at deletion.
+    """The one ownership rule, used before any write, at deletion and by `ecsrole diff`.
 
     A recorded id is authoritative: once a resource recorded its role, a role of the same name
     with another id (deleted and re-created by hand, ownership tags copied or not) is never its
     own, and neither is its own role once its ownership tags name someone else. The
     crash-recovery claim applies only while no id is recorded.
     """
+    if proof == Proof.TAGS_WITHOUT_UID:
+        owned = ownership_tags_match_without_uid(observed, owner)
+        return Standing.OWNED if owned else Standing.UNCLAIMED
     if recorded_role_id:
         if is_owned(observed, owner, recorded_role_id):
             return Standing.OWNED
@@ -173,27 +187,6 @@ def protection_reason(
     return None
 
 
-def is_protected(
-    role_name: str,
-    path: str,
-    *,
-    config_protected_names: Iterable[str] = (),
-    caller_role_name: str | None = None,
-    account_map_role_names: Iterable[str] = (),
-) -> bool:
-    """True for roles the operator never adopts or touches (see `protection_reason`)."""
-    return (
-        protection_reason(
-            role_name,
-            path,
-            config_protected_names=config_protected_names,
-            caller_role_name=caller_role_name,
-            account_map_role_names=account_map_role_names,
-        )
-        is not None
-    )
-
-
 def trusts_only_ecs_tasks(observed: model.ObservedRole) -> bool:
     """True when the trust policy's Allow statements name ecs-tasks.amazonaws.com and nothing else.
 
@@ -224,7 +217,7 @@ def adoption_refusal(
     role = observed.role_name
 
     def refuse(why: str) -> model.Refusal:
-        return model.Refusal(model.RefusalReason.AdoptionRefused, f"role {role} {why}")
+        return model.Refusal(model.ReadyReason.AdoptionRefused, f"role {role} {why}")
 
     if not account.allow_adoption:
         return refuse(

@@ -1,18 +1,16 @@
 """`ecsrole diff`: what the operator would do to IAM for each manifest, without a cluster.
 
-The judgement follows the reconciler's order of checks step by step, with the operator's own
-core doing each step (spec parser, account map, desired state, ownership and adoption rules,
-diff, plan):
+The judgement is the operator's own: `core.decide` runs the reconciler's sequence of checks
+and decisions, with a port (`readonly.PlanningPort`) that reads through a read-only view of
+IAM and records the calls the operator would make instead of making them. This module only
+turns each manifest into the decision's inputs and the decision into a report.
 
-    spec parses -> account listed for the namespace -> no earlier manifest claims the role
-    -> caller identity is the spec's account -> desired state allowed -> read the role
-    -> create | owned: diff and plan | adopt: adoption rules, then diff and plan | refuse
-
-Two differences, both because a manifest in a pull request has never been applied:
+Two differences, both because a manifest in a pull request has never been applied, and both
+inputs of the decision (`facts_of`), not logic of their own:
 
 - ownership is judged without a uid: a role is this manifest's when its ecsrole.dev/cluster,
-  namespace and name tags match (`ownership.ownership_tags_match_without_uid`); the uid tag it
-  carries is kept as it is;
+  namespace and name tags match (`ownership.Proof.TAGS_WITHOUT_UID`); the uid tag it carries
+  is kept as it is;
 - there is no status, so a missing role is always "to create" (the operator reports
   RoleMissing instead when it had recorded the role and the drift policy is Report).
 
@@ -34,11 +32,9 @@ from ecsrole import config as config_module
 from ecsrole.aws import readonly
 from ecsrole.aws.errors import AwsCallError
 from ecsrole.aws.iam import CallerIdentity
+from ecsrole.core import claims, constants, decide, model, ownership, policy
 from ecsrole.core import config as config_model
-from ecsrole.core import constants, iam, model, ownership, plan, policy
-from ecsrole.core import desired as desired_module
-from ecsrole.core import diff as diff_module
-from ecsrole.core.spec import DriftPolicy, RoleSpec, SpecError, parse_spec
+from ecsrole.core.spec import RoleSpec, SpecError, parse_spec
 from ecsrole.tools import manifests
 
 API_VERSION = "ecsrole.dev/diff/v1"
@@ -109,12 +105,13 @@ def evaluate_all(
     reader: Callable[[config_model.AccountConfig], RoleReader],
 ) -> list[RoleDiff]:
     """Judge every manifest in order; a later manifest claiming an earlier one's role conflicts."""
-    claims: dict[tuple[str, str], manifests.Manifest] = {}
+    claimed: dict[tuple[str, str], manifests.Manifest] = {}
     identities: dict[str, CallerIdentity] = {}
     results = []
     for item in items:
+        port = readonly.PlanningPort(reader, identities)
         try:
-            results.append(_evaluate(item, config, reader, claims, identities))
+            results.append(_evaluate(item, config, port, claimed))
         except AwsCallError as error:
             if error.code in _CREDENTIAL_ERROR_CODES:
                 # Every account would fail the same way: stop the whole diff.
@@ -142,174 +139,97 @@ def _target(item: manifests.Manifest) -> dict[str, Any]:
     }
 
 
+#: The operator's decisions as the diff reports them. A recorded role gone missing cannot
+#: happen here (a manifest has no status), but would be reported as the operator treats it.
+_OUTCOMES = {
+    decide.Action.REFUSE: Outcome.Refused,
+    decide.Action.CREATE: Outcome.Create,
+    decide.Action.FORGET_MISSING: Outcome.Create,
+    decide.Action.REPORT_MISSING: Outcome.ReportOnly,
+    decide.Action.PAUSED: Outcome.Paused,
+    decide.Action.REPAIR: Outcome.Update,
+    decide.Action.REPORT: Outcome.ReportOnly,
+    decide.Action.NOTHING: Outcome.InSync,
+}
+
+
+def facts_of(
+    item: manifests.Manifest, spec: RoleSpec | SpecError, *, conflicting: bool
+) -> decide.Facts:
+    """The decision's inputs for a manifest that was never applied.
+
+    The diff's two documented differences from the operator are these inputs: there is no uid
+    (ownership by the cluster, namespace and name tags) and no status (no recorded role id, so
+    a missing role is one to create).
+    """
+    return decide.Facts(
+        namespace=item.namespace,
+        name=item.name,
+        uid=UID_PLACEHOLDER,
+        created=None,
+        spec=spec,
+        conflicting=conflicting,
+        recorded_role_id=None,
+        was_role_missing=False,
+        paused=str(item.annotations.get(constants.PAUSED_ANNOTATION, "")).lower() == "true",
+        proof=ownership.Proof.TAGS_WITHOUT_UID,
+    )
+
+
 def _evaluate(
     item: manifests.Manifest,
     config: config_model.OperatorConfig,
-    reader_for: Callable[[config_model.AccountConfig], RoleReader],
-    claims: dict[tuple[str, str], manifests.Manifest],
-    identities: dict[str, CallerIdentity],
+    port: readonly.PlanningPort,
+    claimed: dict[tuple[str, str], manifests.Manifest],
 ) -> RoleDiff:
     try:
-        spec = parse_spec(item.spec)
+        spec: RoleSpec | SpecError = parse_spec(item.spec)
     except SpecError as error:
+        spec = error
+    # Only a manifest the operator would let claim (`claims.claim_of`) claims; of several on
+    # one role, the first in the files stands in for the oldest.
+    claim = claims.claim_of(
+        config, namespace=item.namespace, uid=item.name, created="", spec=item.spec, status={}
+    )
+    conflicting = claim is not None and claimed.setdefault(claim.key, item) is not item
+    decision = decide.decide(facts_of(item, spec, conflicting=conflicting), config, port)
+    decide.carry_out(decision, port)
+    if not isinstance(spec, RoleSpec):
         return RoleDiff(
-            item, Outcome.Refused, **_target(item), reason="InvalidSpec", message=str(error)
+            item,
+            Outcome.Refused,
+            **_target(item),
+            reason=_reason(decision),
+            message=decision.message,
         )
-    start = RoleDiff(
+    result = RoleDiff(
         item,
-        Outcome.InSync,
+        _OUTCOMES[decision.action],
         account_id=spec.account_id,
         role_name=spec.role_name,
+        arn=decision.arn,
         drift_policy=spec.drift_policy.value,
+        reason=_reason(decision),
+        message=decision.message or None,
+        drifts=decision.drifts,
+        operations=tuple(port.planned),
     )
-
-    def result(outcome: Outcome, **changes: Any) -> RoleDiff:
-        return dataclasses.replace(start, outcome=outcome, **changes)
-
-    def refused(reason: str, message: str) -> RoleDiff:
-        return result(Outcome.Refused, reason=reason, message=message)
-
-    account = config.account(spec.account_id)
-    if account is None:
-        return refused(
-            "AccountNotAllowed",
-            f"account {spec.account_id} is not in the operator configuration (accounts); "
-            "every account, the operator's own included, needs an entry",
-        )
-    if not account.allows_namespace(item.namespace):
-        return refused(
-            "AccountNotAllowed",
-            f"namespace {item.namespace} may not manage roles in account {spec.account_id}; "
-            "the operator configuration must list the namespace for that account",
-        )
-    claim_key = (spec.account_id, spec.role_name.lower())
-    earlier = claims.setdefault(claim_key, item)
-    if earlier is not item:
-        return refused(
-            "ConflictingResource",
-            f"{earlier.namespace}/{earlier.name} ({earlier.source}) already manages role "
-            f"{spec.role_name} in account {spec.account_id}",
-        )
-
-    reader = reader_for(account)
-    identity = identities.get(spec.account_id)
-    if identity is None:
-        identity = identities[spec.account_id] = reader.caller_identity()
-    if identity.account_id != spec.account_id:
-        return result(
-            Outcome.Error,
-            reason="AccountMismatch",
+    if decision.acquisition == decide.Acquisition.ADOPT:
+        return dataclasses.replace(result, outcome=Outcome.Adopt)
+    if decision.account is not None and _reason(decision) == model.ReadyReason.AccountMismatch:
+        # The diff's own credentials are not the operator's: it cannot judge that account.
+        identity = port.caller_identity(decision.account)
+        return dataclasses.replace(
+            result,
+            outcome=Outcome.Error,
             message=f"the credentials used for account {spec.account_id} belong to account "
             f"{identity.account_id} ({identity.arn}); the diff cannot read the declared account",
         )
-
-    owner = model.Owner(config.cluster_name, item.namespace, item.name, UID_PLACEHOLDER)
-    desired = _desired(spec, account, item, identity, owner)
-    if isinstance(desired, model.Refusal):
-        return refused(desired.reason, desired.message)
-    paused = str(item.annotations.get(constants.PAUSED_ANNOTATION, "")).lower() == "true"
-    observed = reader.read_role(spec.role_name)
-    ignored = account.ignored_tag_keys
-    start = dataclasses.replace(start, arn=observed.arn if observed is not None else desired.arn)
-
-    if observed is None:
-        drifts = diff_module.diff(desired, None)
-        if paused:
-            return result(
-                Outcome.Paused,
-                message=f"{constants.PAUSED_ANNOTATION} is set: the role is not created",
-                drifts=drifts,
-            )
-        return result(Outcome.Create, drifts=drifts, operations=plan.plan_create(desired))
-
-    if ownership.ownership_tags_match_without_uid(observed, owner):
-        # The role is this manifest's; keep the uid it carries, which a manifest cannot know.
-        uid = observed.tags.get(constants.TAG_UID, UID_PLACEHOLDER)
-        owner = dataclasses.replace(owner, uid=uid)
-        desired = _desired(spec, account, item, identity, owner)
-        if isinstance(desired, model.Refusal):  # pragma: no cover - the uid decides no refusal
-            return refused(desired.reason, desired.message)
-        drifts = diff_module.diff(desired, observed, ignored_tag_keys=ignored)
-        if paused:
-            return result(
-                Outcome.Paused,
-                message=f"{constants.PAUSED_ANNOTATION} is set: no AWS writes"
-                + ("; the role differs from the spec" if drifts else ""),
-                drifts=drifts,
-            )
-        if not drifts:
-            return result(Outcome.InSync)
-        if spec.drift_policy == DriftPolicy.Report:
-            return result(
-                Outcome.ReportOnly,
-                message="driftPolicy Report: the drift is reported and alerted on, never repaired",
-                drifts=drifts,
-            )
-        operations = plan.plan_update(observed.role_name, drifts)
-        if not operations:
-            return result(
-                Outcome.ReportOnly,
-                message="the operator cannot repair this drift; a human has to",
-                drifts=drifts,
-            )
-        return result(Outcome.Update, drifts=drifts, operations=operations)
-
-    if not spec.adopt:
-        return refused(
-            "RoleExistsNotOwned",
-            f"role {spec.role_name} already exists in account {spec.account_id} and is not "
-            "managed by this resource; set spec.adopt: true to adopt it where the account "
-            "allows adoption",
-        )
-    refusal = ownership.adoption_refusal(
-        observed,
-        account=account,
-        config_protected_names=config.protected_role_names,
-        caller_role_name=iam.caller_role_name(identity.arn),
-        account_map_role_names=config.account_map_role_names(account.account_id),
-        owner=owner,
-        expected_path=spec.path,
-    )
-    if refusal is not None:
-        return refused(refusal.reason, refusal.message)
-    if paused:
-        return result(
-            Outcome.Paused,
-            message=f"{constants.PAUSED_ANNOTATION} is set: role {spec.role_name} is not adopted",
-        )
-    tagging = plan.plan_tag_owner(observed, owner)
-    # Judge the rest against the role as it is once adopted, so the ownership tags the adoption
-    # writes are not reported a second time as tag drift.
-    adopted = plan.after_tag_owner(observed, owner)
-    drifts = diff_module.diff(desired, adopted, ignored_tag_keys=ignored)
-    repairs: tuple[model.Operation, ...] = ()
-    if drifts and spec.drift_policy == DriftPolicy.Enforce:
-        repairs = plan.plan_update(adopted.role_name, drifts)
-    message = "the operator adopts the role by writing its ownership tags"
-    if drifts:
-        message += (
-            "; then repairs the drift (driftPolicy Enforce)"
-            if spec.drift_policy == DriftPolicy.Enforce
-            else "; the drift is then only reported (driftPolicy Report)"
-        )
-    return result(
-        Outcome.Adopt,
-        message=message,
-        drifts=drifts,
-        operations=(*tagging, *repairs),
-    )
+    return result
 
 
-def _desired(
-    spec: RoleSpec,
-    account: config_model.AccountConfig,
-    item: manifests.Manifest,
-    identity: CallerIdentity,
-    owner: model.Owner,
-) -> model.DesiredRole | model.Refusal:
-    return desired_module.build_desired(
-        spec, account, namespace=item.namespace, partition=identity.partition, owner=owner
-    )
+def _reason(decision: decide.Decision) -> str | None:
+    return decision.refusal.reason if decision.refusal is not None else None
 
 
 def exit_code(results: Iterable[RoleDiff], *, errors: Sequence[str] = ()) -> int:

@@ -325,11 +325,6 @@ def _leave_out(spec_dict: dict[str, Any], field_path: str) -> bool:
     return False
 
 
-def _split_refusal(refusal: model.Refusal) -> tuple[str, str]:
-    field_path, _, message = refusal.message.partition(": ")
-    return field_path, message
-
-
 def _tags_after_adoption(observed: model.ObservedRole, owner: model.Owner) -> dict[str, str]:
     tags = {
         key: value
@@ -397,10 +392,9 @@ def render_role(
         )
         if isinstance(built, model.DesiredRole):
             break
-        field_path, message = _split_refusal(built)
-        if not _leave_out(spec_dict, field_path):
+        if built.field is None or not _leave_out(spec_dict, built.field):
             return Skipped(observed.role_name, built.message)
-        left_out.append(f"{field_path}: {message}")
+        left_out.append(built.message)
     adopted = dataclasses.replace(observed, tags=_tags_after_adoption(observed, owner))
     drifts = diff_module.diff(built, adopted, ignored_tag_keys=account.ignored_tag_keys)
     inexpressible = tuple(f"{drift.aspect.value}: {drift.message}" for drift in drifts)
