@@ -216,7 +216,6 @@ def _drifts(
     return diff.diff(
         wanted,
         role,
-        ignored_tag_keys=base.account.ignored_tag_keys,
         ignore_aspects=facts.settling,
     )
 

@@ -12,7 +12,7 @@ widened outside the spec is drift, because privilege creep is the drift that mat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from ecsrole.core import model, policy
 
@@ -42,13 +42,12 @@ def diff(
     desired: model.DesiredRole,
     observed: model.ObservedRole | None,
     *,
-    ignored_tag_keys: Iterable[str] = (),
     ignore_aspects: Collection[model.Aspect] = (),
 ) -> tuple[model.Drift, ...]:
     """Every aspect in which `observed` differs from `desired`, one Drift per aspect, by SEVERITY.
 
-    `ignored_tag_keys` adds to `desired.ignored_tag_keys` (case-insensitive): such tags are
-    never drift, and no delta mentions them. `ignore_aspects` skips aspects, e.g. the one the
+    Tags whose keys are in `desired.ignored_tag_keys` (the account's, lower-cased by
+    build_desired) are never drift, and no delta mentions them. `ignore_aspects` skips aspects, e.g. the one the
     operator just wrote, during IAM's settle window, so that a stale read is not reported as
     drift.
     """
@@ -62,7 +61,7 @@ def diff(
                 model.RoleMissingDelta(desired),
             ),
         )
-    ignored = _ignored(desired, ignored_tag_keys)
+    ignored = frozenset(key.lower() for key in desired.ignored_tag_keys)
     checks: Mapping[model.Aspect, Callable[[], model.Drift | None]] = {
         Aspect.TrustPolicy: lambda: _trust_drift(desired, observed),
         Aspect.ManagedPolicy: lambda: _managed_policy_drift(desired, observed),
@@ -182,10 +181,6 @@ def role_fields_delta(desired: model.DesiredRole) -> model.RoleFieldsDelta:
 
 
 # -- per-aspect drifts, each message written from its delta -------------------------------------
-
-
-def _ignored(desired: model.DesiredRole, extra: Iterable[str]) -> frozenset[str]:
-    return frozenset(key.lower() for key in (*desired.ignored_tag_keys, *extra))
 
 
 def _summarize(parts: list[str]) -> str:

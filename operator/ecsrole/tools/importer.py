@@ -396,7 +396,7 @@ def render_role(
             return Skipped(observed.role_name, built.message)
         left_out.append(built.message)
     adopted = dataclasses.replace(observed, tags=_tags_after_adoption(observed, owner))
-    drifts = diff_module.diff(built, adopted, ignored_tag_keys=account.ignored_tag_keys)
+    drifts = diff_module.diff(built, adopted)
     inexpressible = tuple(f"{drift.aspect.value}: {drift.message}" for drift in drifts)
     spec_dict["driftPolicy"] = (
         spec.DriftPolicy.Report if drifts else spec.DriftPolicy.Enforce
