@@ -4,7 +4,9 @@ Memory matters with hundreds of accounts: a boto3 Session per account costs abou
 iam+sts pair, while botocore sessions sharing one `data_loader` cost under 1 MB (DESIGN
 section 6). So there is one base botocore session (the operator's own credentials, from the
 standard chain: environment, IRSA web identity, EKS Pod Identity, ...) and one light session
-per account whose credentials refresh themselves through STS AssumeRole.
+per account whose credentials refresh themselves through STS AssumeRole. That one loader keeps
+only what the operator's clients use (`LeanJSONFileLoader`): botocore's endpoints.json for
+every AWS service was 7 MB of Python objects, the IAM model's documentation 1.8 MB.
 
 Every HTTP attempt, retries included, passes two hooks registered here and nowhere else: the
 per-account rate limiter (`before-send`) and the call counter (`needs-retry`, which botocore
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
@@ -43,6 +46,48 @@ CLIENT_CONFIG = Config(
 )
 # Long polls hold the connection for up to 20 s.
 SQS_CLIENT_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=40))
+
+
+# The services the operator creates clients for; the loader drops the others' endpoint data.
+SERVICES = frozenset({"iam", "sts", "sqs"})
+
+
+def _without_documentation(model: Any) -> Any:
+    """A service model without its "documentation" strings (only docstrings ever read them)."""
+    if isinstance(model, dict):
+        return {k: _without_documentation(v) for k, v in model.items() if k != "documentation"}
+    if isinstance(model, list):
+        return [_without_documentation(v) for v in model]
+    return model
+
+
+class LeanJSONFileLoader(botocore.loaders.JSONFileLoader):
+    """botocore's file loader, keeping in memory only what the operator's clients need.
+
+    - endpoints.json (the legacy endpoint data of every AWS service in every partition, which
+      a session loads for its endpoint resolver) keeps only SERVICES;
+    - service models (service-2) lose their documentation.
+
+    Both are loaded once per process and kept for its lifetime by the shared loader.
+    """
+
+    def load_file(self, file_path: str) -> Any:
+        data = super().load_file(file_path)
+        if data is None:
+            return None
+        name = file_path.rsplit("/", 1)[-1]
+        if name == "endpoints" and isinstance(data.get("partitions"), list):
+            for partition in data["partitions"]:
+                services = partition.get("services") or {}
+                partition["services"] = {k: v for k, v in services.items() if k in SERVICES}
+        elif name == "service-2":
+            data = _without_documentation(data)
+        return data
+
+
+def lean_loader() -> botocore.loaders.Loader:
+    """A data loader like botocore's default (same search path), with the lean file loader."""
+    return botocore.loaders.Loader(file_loader=LeanJSONFileLoader())
 
 
 class RateLimiter:
@@ -161,6 +206,7 @@ class ClientFactory:
         self.region = region
         self.session_name = session_name
         self._base = botocore.session.get_session()
+        self._base.register_component("data_loader", lean_loader())
         self._base.set_config_variable("region", region)
         _instrument(self._base, None)
         self._base_sts: STSClient | None = None
