@@ -79,6 +79,17 @@ class OperatorContext:
         )
         return IamAdapter(self.clients.for_account(access))
 
+    def warm_clients(self) -> None:
+        """Create every configured account's clients now (blocking: run it in a thread).
+
+        Creating an account's clients builds botocore's client classes, tens of milliseconds of
+        CPU each; done lazily, it lands on the event loop at the account's first sweep or seed
+        read, which after a takeover is when the loop is busiest. A standby does it while it
+        waits for the lease. No AWS call is made (credentials are fetched on first use).
+        """
+        for account in self.config.accounts.values():
+            self.adapter(account)
+
     def caller_identity(self, account: AccountConfig) -> CallerIdentity:
         """STS GetCallerIdentity for the account's clients, cached for a while (blocking).
 

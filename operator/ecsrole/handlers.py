@@ -415,6 +415,7 @@ async def run_operator(
     health = await health_module.serve(
         *health_address, lambda: elector.is_leader if elector is not None else True
     )
+    warming = asyncio.ensure_future(asyncio.to_thread(context.warm_clients))
     try:
         if elector is not None and not await elector.acquire(stop):
             return 0
@@ -423,6 +424,7 @@ async def run_operator(
         return await _lead(context, kube, elector, namespaces)
     finally:
         metrics.leader.set(0)
+        await asyncio.gather(warming, return_exceptions=True)
         await health.cleanup()
         await kube.close()
 

@@ -80,6 +80,11 @@ class Sweeper:
             return []
         return list(index.get(account_key(account_id), []))
 
+    def _seed_age(self, account_id: str) -> float | None:
+        """Seconds since this term's seed read of the account began (None: none was made)."""
+        seeds = self.context.seeds
+        return seeds.read_age(account_id) if isinstance(seeds, Seeder) else None
+
     def _latest(self, uid: str) -> Resource | None:
         """The index's current copy of an object, None once it is gone (O(1), by uid)."""
         index = self.context.resources
@@ -113,6 +118,13 @@ class Sweeper:
         # Spread the accounts over the interval so their reads do not come in one burst.
         await _sleep_or_stop(stop, random.uniform(0.2, 1.0) * interval)
         while not stop.is_set():
+            seeded = self._seed_age(account.account_id)
+            if seeded is not None and seeded < interval * 0.9:
+                # The resumed objects are judged against the seed read (a takeover or a
+                # start): the same bulk read a sweep would make, this recent. Sweeping now would
+                # read the account a second time and compete with the resumes for its workers.
+                await _sleep_or_stop(stop, interval * random.uniform(0.9, 1.1) - seeded)
+                continue
             delay = interval * random.uniform(0.9, 1.1)
             try:
                 await self.sweep_account(account)
@@ -351,6 +363,14 @@ class Seeder:
         self.context = context
         self.started = context.clock()
         self._reads: dict[str, asyncio.Future[dict[str, ObservedRole]]] = {}
+        # When each account's seed read began; kept after the seed window (the sweeps ask).
+        self._read_at: dict[str, float] = {}
+
+    def read_age(self, account_id: str) -> float | None:
+        """Seconds since the account's seed read began, in flight or done; None when there was
+        none or it failed (then the sweep's own read is needed)."""
+        began = self._read_at.get(account_id)
+        return None if began is None else self.context.clock() - began
 
     async def observation(self, resource: Resource) -> Observation | None:
         if self.context.clock() - self.started > SEED_SECONDS:
@@ -371,8 +391,10 @@ class Seeder:
                 )
             )
             self._reads[account.account_id] = read
+            self._read_at[account.account_id] = self.context.clock()
         try:
             roles = await asyncio.shield(read)
         except AwsCallError:
+            self._read_at.pop(account.account_id, None)
             return None
         return Observation(roles.get(str(resource.spec.get("roleName", "")).lower()), "sweep")

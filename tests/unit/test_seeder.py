@@ -176,3 +176,25 @@ def test_seeding_ends_after_the_start_and_the_read_is_let_go(
     assert asyncio.run(seeds.observation(resource("web-exec"))) is None
     assert seeds._reads == {}  # every role of the account is not kept for the whole term
     assert reads.reads == [(BULK, "/ecs/")]
+
+
+def test_the_seed_read_age_is_kept_for_the_sweeps_and_forgotten_when_it_failed(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    reads = BulkReads({"web-exec": observed("web-exec")})
+    reads.release.set()
+    seeds = seeder(pool, clock, reads, monkeypatch)
+    assert seeds.read_age(BULK) is None
+    asyncio.run(seeds.observation(resource("web-exec")))
+    clock.now += SEED_SECONDS + 5
+    assert seeds.read_age(BULK) == SEED_SECONDS + 5  # past the seed window, still known
+
+    denied = AwsCallError(
+        FailureKind.ACCESS_DENIED, "GetAccountAuthorizationDetails", "AccessDenied", "no"
+    )
+    failing = BulkReads(denied)
+    failing.release.set()
+    seeds = seeder(pool, Clock(), failing, monkeypatch)
+    assert asyncio.run(seeds.observation(resource("web-exec"))) is None
+    assert seeds.read_age(BULK) is None  # the sweep must read the account itself
