@@ -450,6 +450,7 @@ async def _lead(
     sweeper = Sweeper(context, kube)
     context.sweeper = sweeper
     context.seeds = Seeder(context)
+    context.seeds.start_reads()
     tasks = [
         asyncio.create_task(hold_lease(), name="lease"),
         *sweeper.start(working),

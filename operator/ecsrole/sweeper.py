@@ -356,7 +356,8 @@ class Seeder:
     them all, instead of three or more IAM calls per role.
 
     Only objects with a recorded role (created or adopted before) are seeded, and only for a
-    while after the start: anything else (a new object, a retry) reads its role itself.
+    while after the start: anything else (a new object, a retry) reads its role itself. The
+    reads can begin at once (`start_reads`), while kopf still lists and indexes the objects.
     """
 
     def __init__(self, context: OperatorContext) -> None:
@@ -372,6 +373,38 @@ class Seeder:
         began = self._read_at.get(account_id)
         return None if began is None else self.context.clock() - began
 
+    def start_reads(self) -> None:
+        """Begin every bulk account's seed read now (event loop side).
+
+        kopf takes seconds to list and index thousands of objects before the first resume
+        handler runs; reading meanwhile takes the reads off the takeover's critical path. An
+        account without objects costs its two calls for nothing, once per start.
+        """
+        for account in self.context.config.accounts.values():
+            if account.sweep_mode == "bulk":
+                self._read(account)
+
+    def _read(self, account: AccountConfig) -> asyncio.Future[dict[str, ObservedRole]]:
+        read = self._reads.get(account.account_id)
+        if read is not None:
+            return read
+        adapter = self.context.adapter(account)
+        read = asyncio.ensure_future(
+            self.context.in_worker(
+                lambda: adapter.read_roles_bulk(account.role_path_prefix),
+                account_id=account.account_id,
+            )
+        )
+        self._reads[account.account_id] = read
+        self._read_at[account.account_id] = self.context.clock()
+        read.add_done_callback(lambda done: self._failed(account.account_id, done))
+        return read
+
+    def _failed(self, account_id: str, read: asyncio.Future[dict[str, ObservedRole]]) -> None:
+        """A failed read seeds nothing: its objects and the account's sweep read for themselves."""
+        if read.cancelled() or read.exception() is not None:
+            self._read_at.pop(account_id, None)
+
     async def observation(self, resource: Resource) -> Observation | None:
         if self.context.clock() - self.started > SEED_SECONDS:
             self._reads.clear()  # every role of every account: not kept for the whole term
@@ -381,20 +414,8 @@ class Seeder:
         account = self.context.config.account(str(resource.spec.get("accountId", "")))
         if account is None or account.sweep_mode != "bulk":
             return None
-        read = self._reads.get(account.account_id)
-        if read is None:
-            adapter = self.context.adapter(account)
-            read = asyncio.ensure_future(
-                self.context.in_worker(
-                    lambda: adapter.read_roles_bulk(account.role_path_prefix),
-                    account_id=account.account_id,
-                )
-            )
-            self._reads[account.account_id] = read
-            self._read_at[account.account_id] = self.context.clock()
         try:
-            roles = await asyncio.shield(read)
+            roles = await asyncio.shield(self._read(account))
         except AwsCallError:
-            self._read_at.pop(account.account_id, None)
             return None
         return Observation(roles.get(str(resource.spec.get("roleName", "")).lower()), "sweep")

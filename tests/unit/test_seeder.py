@@ -198,3 +198,21 @@ def test_the_seed_read_age_is_kept_for_the_sweeps_and_forgotten_when_it_failed(
     seeds = seeder(pool, Clock(), failing, monkeypatch)
     assert asyncio.run(seeds.observation(resource("web-exec"))) is None
     assert seeds.read_age(BULK) is None  # the sweep must read the account itself
+
+
+def test_reads_begun_at_takeover_answer_the_resumes_that_come_later(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf lists and indexes every object before the first resume: the reads go first."""
+    reads = BulkReads({"web-exec": observed("web-exec")})
+    seeds = seeder(pool, Clock(), reads, monkeypatch)
+
+    async def take_over() -> Any:
+        seeds.start_reads()
+        await asyncio.sleep(0)
+        reads.release.set()
+        return await asyncio.wait_for(seeds.observation(resource("web-exec")), timeout=30)
+
+    seeded = asyncio.run(take_over())
+    assert seeded.role == observed("web-exec")
+    assert reads.reads == [(BULK, "/ecs/")]  # the bulk account once; never the perRole one
