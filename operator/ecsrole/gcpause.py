@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 
 MAX_PAUSE_SECONDS = 30.0
-FREEZE_SECONDS = 60.0
+FREEZE_SECONDS = 10.0
 FULL_COLLECTION_SECONDS = 3600.0
 
 _lock = threading.Lock()
