@@ -65,6 +65,7 @@ class OperatorContext:
     #: fake clock); wall-clock times (in-sync observations) stay time.time.
     clock: Callable[[], float] = time.monotonic
     seeds: Any = None  # sweeper.Seeder of the current leadership term
+    loop: asyncio.AbstractEventLoop | None = None  # the event loop kopf and the sweeps run on
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; all of this is shared state, so share it.

@@ -234,10 +234,17 @@ def role_claims(
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
-def resource_index(*, body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Resource]:
+def resource_index(
+    *, body: kopf.Body, spec: kopf.Spec, memo: OperatorContext | None = None, **_: Any
+) -> dict[str, Resource]:
     """Every resource as the sweeps see them (spec, status, annotations only), one copy under
-    two keys: its account (what a sweep reads) and its uid (the latest copy, in O(1))."""
+    two keys: its account (what a sweep reads) and its uid (the latest copy, in O(1)). Listed
+    after a start, it begins its account's seed read (`Seeder.expect`)."""
     resource = Resource.from_body(body).for_index()
+    seeds, loop = memo.seeds if memo is not None else None, getattr(memo, "loop", None)
+    if isinstance(seeds, Seeder) and loop is not None and seeds.seeding():
+        # kopf may run this in its executor: the read begins on the event loop.
+        loop.call_soon_threadsafe(seeds.expect, resource)
     return {
         account_key(str(spec.get("accountId", ""))): resource,
         uid_key(resource.uid): resource,
@@ -497,7 +504,7 @@ async def _lead(
     sweeper = Sweeper(context, kube)
     context.sweeper = sweeper
     context.seeds = Seeder(context)
-    context.seeds.start_reads()
+    context.loop = asyncio.get_running_loop()
     tasks = [
         asyncio.create_task(hold_lease(), name="lease"),
         *sweeper.start(working),

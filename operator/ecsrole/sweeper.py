@@ -356,8 +356,8 @@ class Seeder:
     them all, instead of three or more IAM calls per role.
 
     Only objects with a recorded role (created or adopted before) are seeded, and only for a
-    while after the start: anything else (a new object, a retry) reads its role itself. The
-    reads can begin at once (`start_reads`), while kopf still lists and indexes the objects.
+    while after the start: anything else (a new object, a retry) reads its role itself. A read
+    begins as soon as kopf has listed an object of the account (`expect`), before the resumes.
     """
 
     def __init__(self, context: OperatorContext) -> None:
@@ -373,16 +373,22 @@ class Seeder:
         began = self._read_at.get(account_id)
         return None if began is None else self.context.clock() - began
 
-    def start_reads(self) -> None:
-        """Begin every bulk account's seed read now (event loop side).
+    def seeding(self) -> bool:
+        """Still within the seed window after the start (any thread)."""
+        return self.context.clock() - self.started <= SEED_SECONDS
 
-        kopf takes seconds to list and index thousands of objects before the first resume
-        handler runs; reading meanwhile takes the reads off the takeover's critical path. An
-        account without objects costs its two calls for nothing, once per start.
+    def expect(self, resource: Resource) -> None:
+        """kopf has listed `resource`: begin its account's seed read now (event loop side).
+
+        kopf lists and indexes every object before the first resume handler runs, which takes
+        seconds with thousands of them; reading meanwhile takes the reads off the takeover's
+        critical path. Only accounts with an object to seed are read (none costs a call).
         """
-        for account in self.context.config.accounts.values():
-            if account.sweep_mode == "bulk":
-                self._read(account)
+        if not self.seeding() or not sweepable(resource):
+            return
+        account = self.context.config.account(str(resource.spec.get("accountId", "")))
+        if account is not None and account.sweep_mode == "bulk":
+            self._read(account)
 
     def _read(self, account: AccountConfig) -> asyncio.Future[dict[str, ObservedRole]]:
         read = self._reads.get(account.account_id)
@@ -406,7 +412,7 @@ class Seeder:
             self._read_at.pop(account_id, None)
 
     async def observation(self, resource: Resource) -> Observation | None:
-        if self.context.clock() - self.started > SEED_SECONDS:
+        if not self.seeding():
             self._reads.clear()  # every role of every account: not kept for the whole term
             return None
         if not sweepable(resource):
