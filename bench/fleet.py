@@ -1,6 +1,6 @@
 """`make bench`'s many-account scenarios: fair sharing, event-loop lag in a large sweep, failover.
 
-    .venv/bin/python -m bench.fleet [--only fairness,loop_lag,failover] [--size N]
+    .venv/bin/python -m bench.fleet [--only fairness,loop_lag,failover] [--size N] [--gc-log FILE]
 
 - fairness: one account limited to 1 call/s with 300 pending creations; meanwhile another
   account's new resources and drift repairs (CloudTrail event path), timed one after the other
@@ -10,7 +10,8 @@
 - failover: 5,000 resources over 10 accounts, two replicas sharing a Lease; SIGKILL the leader
   and time until the standby has resumed every object, with the IAM calls that costs.
   Targets: within 30 s, at most 2 calls per account.
-`--size` replaces the 5,000 of loop_lag and failover (a quicker look, say at 1,000).
+`--size` replaces the 5,000 of loop_lag and failover (a quicker look, say at 1,000); `--gc-log`
+makes the operators log their long garbage collections there (bench/gc_hook).
 Results: bench/results/fairness.json, loop-lag-<size>.json, failover-<size>.json.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -348,10 +350,15 @@ def main() -> None:
         help="run the operator from this checkout's operator/ folder instead (an A/B of a "
         "change: the results get the suffix -baseline)",
     )
+    parser.add_argument("--gc-log", metavar="FILE", help="the operators' long collections")
     args = parser.parse_args()
     suffix = ""
+    if args.gc_log:
+        hook = Path(__file__).resolve().parent / "gc_hook"
+        IMAGE_ENV.update(PYTHONPATH=str(hook), ECSROLE_GC_LOG=str(Path(args.gc_log).resolve()))
     if args.operator_code:
-        IMAGE_ENV["PYTHONPATH"] = str(Path(args.operator_code).resolve() / "operator")
+        code = str(Path(args.operator_code).resolve() / "operator")
+        IMAGE_ENV["PYTHONPATH"] = os.pathsep.join(filter(None, (code, IMAGE_ENV.get("PYTHONPATH"))))
         suffix = "-baseline"
     for name in args.only.split(","):
         scenario, filename = SCENARIOS[name]
