@@ -1,6 +1,6 @@
 """`make bench`'s many-account scenarios: fair sharing, event-loop lag in a large sweep, failover.
 
-    .venv/bin/python -m bench.fleet [--only fairness,loop_lag,failover]
+    .venv/bin/python -m bench.fleet [--only fairness,loop_lag,failover] [--size N] [--gc-log FILE]
 
 - fairness: one account limited to 1 call/s with 300 pending creations; meanwhile another
   account's new resources and drift repairs (CloudTrail event path), timed one after the other
@@ -10,13 +10,16 @@
 - failover: 5,000 resources over 10 accounts, two replicas sharing a Lease; SIGKILL the leader
   and time until the standby has resumed every object, with the IAM calls that costs.
   Targets: within 30 s, at most 2 calls per account.
-Results: bench/results/fairness.json, loop-lag-5000.json, failover-5000.json.
+`--size` replaces the 5,000 of loop_lag and failover (a quicker look, say at 1,000); `--gc-log`
+makes the operators log their long garbage collections there (bench/gc_hook).
+Results: bench/results/fairness.json, loop-lag-<size>.json, failover-<size>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -24,7 +27,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.stack import ACCOUNTS, IMAGE_ENV, NAMESPACE, Stack, dump, metric
+from bench.stack import (
+    ACCOUNTS,
+    IMAGE_ENV,
+    NAMESPACE,
+    Stack,
+    api_requests,
+    delta,
+    dump,
+    metric,
+    process_rss_mb,
+)
 from tests.stack.operator import OperatorProcess
 from tests.stack.processes import eventually
 from tests.stack.resources import SEED_POLICY, role_manifest
@@ -42,9 +55,10 @@ FAILOVER_LEASE_SECONDS = 15.0
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
-    """The test stack's one poll (`eventually`), returning the seconds it took."""
+    """The test stack's one poll (`eventually`), returning the seconds it took; an operator too
+    busy to answer its metrics within 5 s (OSError) is "not yet"."""
     started = time.monotonic()
-    eventually(check, what=what, timeout=timeout, interval=interval)
+    eventually(check, what=what, timeout=timeout, interval=interval, tolerate=(OSError,))
     return time.monotonic() - started
 
 
@@ -198,13 +212,13 @@ def histogram_quantile(before: dict[float, float], after: dict[float, float], q:
     return float("nan")
 
 
-def loop_lag(workdir: Path) -> dict[str, Any]:
+def loop_lag(workdir: Path, size: int = LAG_SIZE) -> dict[str, Any]:
     account = ACCOUNTS[0]
     stack = Stack.start(workdir, interval="30s", rates={account: 1000.0})
     try:
-        names = [f"lag-{i}" for i in range(LAG_SIZE)]
+        names = [f"lag-{i}" for i in range(size)]
         stack.apply(role_manifest(n, n, namespace=NAMESPACE, account_id=account) for n in names)
-        ready = stack.wait_ready(LAG_SIZE, timeout=1800)
+        ready = stack.wait_ready(size, timeout=1800)
         from bench.run import wait_quiet
 
         quiet = wait_quiet(stack)
@@ -229,7 +243,7 @@ def loop_lag(workdir: Path) -> dict[str, Any]:
         ) / sweeps
         p99 = histogram_quantile(lag_before, lag_after, 0.99)
         return {
-            "roles_in_one_account": LAG_SIZE,
+            "roles_in_one_account": size,
             "all_ready_seconds": round(ready, 1),
             "quiet_after_seconds": quiet,
             "sweeps": sweeps,
@@ -255,30 +269,36 @@ def _leads(process: OperatorProcess) -> bool:
         return False
 
 
-def failover(workdir: Path) -> dict[str, Any]:
+def failover(workdir: Path, size: int = FAILOVER_SIZE) -> dict[str, Any]:
     lease = f"bench-{uuid.uuid4().hex[:8]}"
     stack = Stack.start(workdir, interval="30s", lease_name=lease)
     standby = stack.replica("standby", lease).start()
     try:
-        names = [f"fo-{i}" for i in range(FAILOVER_SIZE)]
+        names = [f"fo-{i}" for i in range(size)]
         stack.apply(
             role_manifest(n, n, namespace=NAMESPACE, account_id=ACCOUNTS[i % len(ACCOUNTS)])
             for i, n in enumerate(names)
         )
-        stack.wait_ready(FAILOVER_SIZE, timeout=1800)
+        stack.wait_ready(size, timeout=1800)
         from bench.run import wait_quiet
 
         wait_quiet(stack)
         assert not _leads(standby)
+        requests_before = api_requests(stack.apiserver_metrics())
         stack.operator.kill()
         killed = time.monotonic()
         took_over = _wait(lambda: _leads(standby), 120, "the standby to lead")
-        resumed = _wait(
-            lambda: metric(standby.metrics_text(), "ecsrole_ready") >= FAILOVER_SIZE,
-            600,
-            "every object resumed",
-            interval=0.25,
-        )
+        # How many objects the standby has resumed, second by second (the figure's shape, and
+        # where a stuck takeover stops).
+        progress: list[tuple[float, float]] = []
+
+        def resumed_all() -> bool:
+            ready = metric(standby.metrics_text(), "ecsrole_ready")
+            progress.append((round(time.monotonic() - killed, 1), ready))
+            return ready >= size
+
+        resumed = _wait(resumed_all, 600, "every object resumed", interval=1.0)
+        kube_requests = delta(api_requests(stack.apiserver_metrics()), requests_before)
         # The standby's IAM calls since it started: all of them are the takeover's.
         text = standby.metrics_text()
         by_operation: dict[str, float] = {}
@@ -291,7 +311,7 @@ def failover(workdir: Path) -> dict[str, Any]:
         iam_calls = sum(v for k, v in by_operation.items() if k.startswith("iam:"))
         sts_calls = sum(v for k, v in by_operation.items() if k.startswith("sts:"))
         return {
-            "resources": FAILOVER_SIZE,
+            "resources": size,
             "accounts": len(ACCOUNTS),
             "lease_duration_seconds": FAILOVER_LEASE_SECONDS,
             "seconds_until_standby_leads": round(took_over, 1),
@@ -301,6 +321,9 @@ def failover(workdir: Path) -> dict[str, Any]:
             "iam_calls_per_account": round(iam_calls / len(ACCOUNTS), 1),
             "sts_calls": sts_calls,
             "calls_by_operation": by_operation,
+            "standby_rss_mb": round(process_rss_mb(standby.child.pid), 1),
+            "kubernetes_requests_during_takeover": kube_requests,
+            "resumed_by_second": progress,
             "targets": {"resumed_within_seconds": 30, "iam_calls_per_account_at_most": 2},
         }
     finally:
@@ -308,10 +331,10 @@ def failover(workdir: Path) -> dict[str, Any]:
         stack.stop()
 
 
-SCENARIOS: dict[str, tuple[Callable[[Path], dict[str, Any]], str]] = {
+SCENARIOS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "fairness": (fairness, "fairness.json"),
-    "loop_lag": (loop_lag, f"loop-lag-{LAG_SIZE}.json"),
-    "failover": (failover, f"failover-{FAILOVER_SIZE}.json"),
+    "loop_lag": (loop_lag, "loop-lag-{size}.json"),
+    "failover": (failover, "failover-{size}.json"),
 }
 
 
@@ -319,22 +342,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet")
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument(
+        "--size", type=int, help="resources of loop_lag and failover (default 5,000 each)"
+    )
+    parser.add_argument(
         "--operator-code",
         metavar="DIR",
         help="run the operator from this checkout's operator/ folder instead (an A/B of a "
         "change: the results get the suffix -baseline)",
     )
+    parser.add_argument("--gc-log", metavar="FILE", help="the operators' long collections")
     args = parser.parse_args()
     suffix = ""
+    if args.gc_log:
+        hook = Path(__file__).resolve().parent / "gc_hook"
+        IMAGE_ENV.update(PYTHONPATH=str(hook), ECSROLE_GC_LOG=str(Path(args.gc_log).resolve()))
     if args.operator_code:
-        IMAGE_ENV["PYTHONPATH"] = str(Path(args.operator_code).resolve() / "operator")
+        code = str(Path(args.operator_code).resolve() / "operator")
+        IMAGE_ENV["PYTHONPATH"] = os.pathsep.join(filter(None, (code, IMAGE_ENV.get("PYTHONPATH"))))
         suffix = "-baseline"
     for name in args.only.split(","):
         scenario, filename = SCENARIOS[name]
-        filename = filename.replace(".json", f"{suffix}.json")
+        sized = name != "fairness"
+        size = args.size or (LAG_SIZE if name == "loop_lag" else FAILOVER_SIZE)
+        filename = filename.format(size=size).replace(".json", f"{suffix}.json")
         with tempfile.TemporaryDirectory(prefix=f"ecsrole-{name}-") as folder:
-            result = scenario(Path(folder))
-        print(json.dumps({name: {k: v for k, v in result.items() if k != "samples"}}), flush=True)
+            result = scenario(Path(folder), size) if sized else scenario(Path(folder))
+        brief = {k: v for k, v in result.items() if k not in ("samples", "resumed_by_second")}
+        print(json.dumps({name: brief}), flush=True)
         dump(RESULTS / filename, result)
 
 

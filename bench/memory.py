@@ -1,13 +1,14 @@
 """Where the operator's memory goes at 1,000 resources: the probe behind docs/performance.md's
 profiling notes.
 
-    .venv/bin/python -m bench.memory [--size 1000] [--tracemalloc]
+    .venv/bin/python -m bench.memory [--size 1000] [--tracemalloc [--frames N]]
 
 Starts the benchmark stack, applies `size` resources at once and prints, while they become
 Ready, the peak resident memory and the peak number of the operator's TCP connections; then
 both once a minute for three minutes. With --tracemalloc the operator runs with tracemalloc
 (bench/tracemalloc_hook) and writes its largest allocations to bench/results/tracemalloc.txt
-(tracemalloc roughly doubles memory: read the shares, not the totals).
+(tracemalloc roughly doubles memory: read the shares, not the totals); --frames N keeps N
+frames per allocation and adds the largest allocations by call stack (who holds the memory).
 """
 
 from __future__ import annotations
@@ -41,9 +42,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--frames", type=int, default=1, help="frames per allocation traced")
     args = parser.parse_args()
     if args.tracemalloc:
-        IMAGE_ENV.update(PYTHONPATH=str(HOOK), ECSROLE_TRACEMALLOC_OUT=str(SNAPSHOT.resolve()))
+        IMAGE_ENV.update(
+            PYTHONPATH=str(HOOK),
+            ECSROLE_TRACEMALLOC_OUT=str(SNAPSHOT.resolve()),
+            ECSROLE_TRACEMALLOC_FRAMES=str(args.frames),
+        )
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ecsrole-memory-") as tmp:
         stack = Stack.start(Path(tmp), interval="30s", events_queue=True)

@@ -133,8 +133,13 @@ class Stack:
         return self.moto.client(service, account)
 
     def apply(self, documents: Iterable[Mapping[str, Any]]) -> None:
-        text = yaml.safe_dump_all([dict(d) for d in documents])
-        self.kubectl("apply", "--server-side", "-f", "-", input=text, timeout=600)
+        docs = [dict(d) for d in documents]
+        # kubectl sends one request per object: 5,000 of them beside a busy operator took
+        # longer than 600 s on a loaded machine.
+        timeout = max(600.0, 0.5 * len(docs))
+        self.kubectl(
+            "apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs), timeout=timeout
+        )
 
     def metrics(self) -> str:
         return self.operator.metrics_text()

@@ -10,6 +10,8 @@ import signal
 import tracemalloc
 
 OUT = os.environ.get("ECSROLE_TRACEMALLOC_OUT")
+#: Frames kept per allocation (ECSROLE_TRACEMALLOC_FRAMES): more say who allocated, and cost more.
+FRAMES = int(os.environ.get("ECSROLE_TRACEMALLOC_FRAMES", "1"))
 
 
 def _dump(_signum: int, _frame: object) -> None:
@@ -23,8 +25,14 @@ def _dump(_signum: int, _frame: object) -> None:
             out.write(f"== top by {key}: {sum(s.size for s in stats) / 1e6:.1f} MB traced\n")
             for stat in stats[:30]:
                 out.write(f"{stat.size / 1e6:8.2f} MB {stat.count:8d}  {stat.traceback}\n")
+        if FRAMES > 1:
+            out.write(f"== top by traceback ({FRAMES} frames)\n")
+            for stat in snapshot.statistics("traceback")[:15]:
+                out.write(f"{stat.size / 1e6:8.2f} MB {stat.count:8d}\n")
+                for line in stat.traceback.format():
+                    out.write(f"      {line}\n")
 
 
 if OUT:
-    tracemalloc.start()
+    tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR2, _dump)

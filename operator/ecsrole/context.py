@@ -71,6 +71,7 @@ class OperatorContext:
     #: fake clock); wall-clock times (in-sync observations) stay time.time.
     clock: Callable[[], float] = time.monotonic
     seeds: Any = None  # sweeper.Seeder of the current leadership term
+    loop: asyncio.AbstractEventLoop | None = None  # the event loop kopf and the sweeps run on
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; all of this is shared state, so share it.
@@ -84,6 +85,17 @@ class OperatorContext:
             max_calls_per_second=account.max_calls_per_second,
         )
         return IamAdapter(self.clients.for_account(access))
+
+    def warm_clients(self) -> None:
+        """Create every configured account's clients now (blocking: run it in a thread).
+
+        Creating an account's clients builds botocore's client classes, tens of milliseconds of
+        CPU each; done lazily, it lands on the event loop at the account's first sweep or seed
+        read, which after a takeover is when the loop is busiest. A standby does it while it
+        waits for the lease. No AWS call is made (credentials are fetched on first use).
+        """
+        for account in self.config.accounts.values():
+            self.adapter(account)
 
     def caller_identity(self, account: AccountConfig) -> CallerIdentity:
         """STS GetCallerIdentity for the account's clients, cached for a while (blocking).

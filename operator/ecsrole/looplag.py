@@ -26,11 +26,14 @@ async def watch(interval: float = SAMPLE_INTERVAL) -> None:
         metrics.event_loop_lag.observe(max(0.0, loop.time() - asked))
 
 
-async def run_watched(main: Coroutine[Any, Any, int]) -> int:
-    """Run the operator's main coroutine with the lag watcher beside it."""
-    watcher = asyncio.create_task(watch(), name="event-loop-lag")
+async def run_watched(main: Coroutine[Any, Any, int], *beside: Coroutine[Any, Any, None]) -> int:
+    """Run the operator's main coroutine with the lag watcher (and `beside`) next to it; they
+    are cancelled when it ends."""
+    helpers = [asyncio.create_task(watch(), name="event-loop-lag")]
+    helpers += [asyncio.create_task(work) for work in beside]
     try:
         return await main
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)

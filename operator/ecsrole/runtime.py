@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import prometheus_client
 
 from ecsrole import config as config_module
-from ecsrole import handlers, logs, looplag, metrics
+from ecsrole import gcpause, handlers, logs, looplag, metrics
 from ecsrole.aws import clients
 from ecsrole.context import OperatorContext
 from ecsrole.leader import LeaseSettings
@@ -63,7 +63,8 @@ def run(
             looplag.run_watched(
                 handlers.run_operator(
                     context, namespaces=namespaces, health_address=health_address, lease=lease
-                )
+                ),
+                gcpause.keep_frozen(),
             )
         )
     finally:

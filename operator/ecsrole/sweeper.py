@@ -80,6 +80,11 @@ class Sweeper:
             return []
         return list(index.get(account_key(account_id), []))
 
+    def _seed_age(self, account_id: str) -> float | None:
+        """Seconds since this term's seed read of the account began (None: none was made)."""
+        seeds = self.context.seeds
+        return seeds.read_age(account_id) if isinstance(seeds, Seeder) else None
+
     def _latest(self, uid: str) -> Resource | None:
         """The index's current copy of an object, None once it is gone (O(1), by uid)."""
         index = self.context.resources
@@ -113,6 +118,13 @@ class Sweeper:
         # Spread the accounts over the interval so their reads do not come in one burst.
         await _sleep_or_stop(stop, random.uniform(0.2, 1.0) * interval)
         while not stop.is_set():
+            seeded = self._seed_age(account.account_id)
+            if seeded is not None and seeded < interval * 0.9:
+                # The resumed objects are judged against the seed read (a takeover or a
+                # start): the same bulk read a sweep would make, this recent. Sweeping now would
+                # read the account a second time and compete with the resumes for its workers.
+                await _sleep_or_stop(stop, interval * random.uniform(0.9, 1.1) - seeded)
+                continue
             delay = interval * random.uniform(0.9, 1.1)
             try:
                 await self.sweep_account(account)
@@ -344,16 +356,63 @@ class Seeder:
     them all, instead of three or more IAM calls per role.
 
     Only objects with a recorded role (created or adopted before) are seeded, and only for a
-    while after the start: anything else (a new object, a retry) reads its role itself.
+    while after the start: anything else (a new object, a retry) reads its role itself. A read
+    begins as soon as kopf has listed an object of the account (`expect`), before the resumes.
     """
 
     def __init__(self, context: OperatorContext) -> None:
         self.context = context
         self.started = context.clock()
         self._reads: dict[str, asyncio.Future[dict[str, ObservedRole]]] = {}
+        # When each account's seed read began; kept after the seed window (the sweeps ask).
+        self._read_at: dict[str, float] = {}
+
+    def read_age(self, account_id: str) -> float | None:
+        """Seconds since the account's seed read began, in flight or done; None when there was
+        none or it failed (then the sweep's own read is needed)."""
+        began = self._read_at.get(account_id)
+        return None if began is None else self.context.clock() - began
+
+    def seeding(self) -> bool:
+        """Still within the seed window after the start (any thread)."""
+        return self.context.clock() - self.started <= SEED_SECONDS
+
+    def expect(self, resource: Resource) -> None:
+        """kopf has listed `resource`: begin its account's seed read now (event loop side).
+
+        kopf lists and indexes every object before the first resume handler runs, which takes
+        seconds with thousands of them; reading meanwhile takes the reads off the takeover's
+        critical path. Only accounts with an object to seed are read (none costs a call).
+        """
+        if not self.seeding() or not sweepable(resource):
+            return
+        account = self.context.config.account(str(resource.spec.get("accountId", "")))
+        if account is not None and account.sweep_mode == "bulk":
+            self._read(account)
+
+    def _read(self, account: AccountConfig) -> asyncio.Future[dict[str, ObservedRole]]:
+        read = self._reads.get(account.account_id)
+        if read is not None:
+            return read
+        adapter = self.context.adapter(account)
+        read = asyncio.ensure_future(
+            self.context.in_worker(
+                lambda: adapter.read_roles_bulk(account.role_path_prefix),
+                account_id=account.account_id,
+            )
+        )
+        self._reads[account.account_id] = read
+        self._read_at[account.account_id] = self.context.clock()
+        read.add_done_callback(lambda done: self._failed(account.account_id, done))
+        return read
+
+    def _failed(self, account_id: str, read: asyncio.Future[dict[str, ObservedRole]]) -> None:
+        """A failed read seeds nothing: its objects and the account's sweep read for themselves."""
+        if read.cancelled() or read.exception() is not None:
+            self._read_at.pop(account_id, None)
 
     async def observation(self, resource: Resource) -> Observation | None:
-        if self.context.clock() - self.started > SEED_SECONDS:
+        if not self.seeding():
             self._reads.clear()  # every role of every account: not kept for the whole term
             return None
         if not sweepable(resource):
@@ -361,18 +420,8 @@ class Seeder:
         account = self.context.config.account(str(resource.spec.get("accountId", "")))
         if account is None or account.sweep_mode != "bulk":
             return None
-        read = self._reads.get(account.account_id)
-        if read is None:
-            adapter = self.context.adapter(account)
-            read = asyncio.ensure_future(
-                self.context.in_worker(
-                    lambda: adapter.read_roles_bulk(account.role_path_prefix),
-                    account_id=account.account_id,
-                )
-            )
-            self._reads[account.account_id] = read
         try:
-            roles = await asyncio.shield(read)
+            roles = await asyncio.shield(self._read(account))
         except AwsCallError:
             return None
         return Observation(roles.get(str(resource.spec.get("roleName", "")).lower()), "sweep")

@@ -230,3 +230,13 @@ def test_blocking_work_runs_in_the_pool_with_the_callers_log_fields(
     thread, value = asyncio.run(work())
     assert thread.startswith("aws")
     assert value == "bound in the handler"
+
+
+def test_warming_creates_every_accounts_clients_without_calling_aws(
+    pool: ThreadPoolExecutor,
+) -> None:
+    """A standby builds its clients while it waits for the lease, not on the loop at takeover."""
+    ctx, clients = context(pool, Clock())
+    ctx.warm_clients()
+    assert set(clients.sts) == {A, B}
+    assert all(sts.calls == 0 for sts in clients.sts.values())

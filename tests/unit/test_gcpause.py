@@ -3,7 +3,10 @@ overlapping reads keep alive for too long still collects."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
+import weakref
 
 import pytest
 
@@ -58,3 +61,64 @@ def test_a_collector_switched_off_by_someone_else_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class _Node:
+    """A container in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_checkpoint_collects_the_young_garbage_and_freezes_the_survivors() -> None:
+    gc.unfreeze()
+    try:
+        kept = [_Node() for _ in range(100)]
+        garbage = [weakref.ref(_Node()) for _ in range(50)]  # each alive only in its own cycle
+        frozen_before = gc.get_freeze_count()
+        gcpause.checkpoint()
+        assert all(ref() is None for ref in garbage)
+        assert gc.get_freeze_count() >= frozen_before + len(kept)
+    finally:
+        gc.unfreeze()
+
+
+def test_cycles_among_the_frozen_wait_for_the_full_checkpoint() -> None:
+    gc.unfreeze()
+    try:
+        survivor = _Node()
+        ref = weakref.ref(survivor)
+        gcpause.checkpoint()
+        del survivor  # now garbage, but frozen: a plain checkpoint does not walk it
+        gcpause.checkpoint()
+        assert ref() is not None
+        gcpause.checkpoint(full=True)
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_the_freezer_checkpoints_on_its_interval_and_fully_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    checkpoints: list[bool] = []
+
+    def record(*, full: bool = False) -> None:
+        checkpoints.append(full)
+        now[0] += 10.0  # each interval: ten seconds of the fake clock
+
+    monkeypatch.setattr(gcpause, "checkpoint", record)
+
+    async def run() -> None:
+        task = asyncio.create_task(
+            gcpause.keep_frozen(every=0.001, full_every=25.0, clock=lambda: now[0])
+        )
+        deadline = time.monotonic() + 30
+        while len(checkpoints) < 6 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(run())
+    assert checkpoints[:6] == [False, False, False, True, False, False]

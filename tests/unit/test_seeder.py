@@ -176,3 +176,59 @@ def test_seeding_ends_after_the_start_and_the_read_is_let_go(
     assert asyncio.run(seeds.observation(resource("web-exec"))) is None
     assert seeds._reads == {}  # every role of the account is not kept for the whole term
     assert reads.reads == [(BULK, "/ecs/")]
+
+
+def test_the_seed_read_age_is_kept_for_the_sweeps_and_forgotten_when_it_failed(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    reads = BulkReads({"web-exec": observed("web-exec")})
+    reads.release.set()
+    seeds = seeder(pool, clock, reads, monkeypatch)
+    assert seeds.read_age(BULK) is None
+    asyncio.run(seeds.observation(resource("web-exec")))
+    clock.now += SEED_SECONDS + 5
+    assert seeds.read_age(BULK) == SEED_SECONDS + 5  # past the seed window, still known
+
+    denied = AwsCallError(
+        FailureKind.ACCESS_DENIED, "GetAccountAuthorizationDetails", "AccessDenied", "no"
+    )
+    failing = BulkReads(denied)
+    failing.release.set()
+    seeds = seeder(pool, Clock(), failing, monkeypatch)
+    assert asyncio.run(seeds.observation(resource("web-exec"))) is None
+    assert seeds.read_age(BULK) is None  # the sweep must read the account itself
+
+
+def test_a_read_begun_when_kopf_lists_an_object_answers_its_resume_later(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf lists and indexes every object before the first resume: the read goes first, and
+    only for accounts with an object to seed."""
+    reads = BulkReads({"web-exec": observed("web-exec")})
+    seeds = seeder(pool, Clock(), reads, monkeypatch)
+
+    async def take_over() -> Any:
+        seeds.expect(resource("web-exec"))
+        seeds.expect(resource("api-exec"))  # the same account: the same read
+        seeds.expect(resource("new-exec", role_id=None))  # nothing to seed
+        seeds.expect(resource("other-exec", account_id=PER_ROLE))  # never bulk-read
+        await asyncio.sleep(0)
+        reads.release.set()
+        return await asyncio.wait_for(seeds.observation(resource("web-exec")), timeout=30)
+
+    seeded = asyncio.run(take_over())
+    assert seeded.role == observed("web-exec")
+    assert reads.reads == [(BULK, "/ecs/")]
+
+
+def test_no_read_begins_after_the_seed_window(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    reads = BulkReads({})
+    seeds = seeder(pool, clock, reads, monkeypatch)
+    clock.now += SEED_SECONDS + 1
+    assert not seeds.seeding()
+    seeds.expect(resource("web-exec"))  # no loop needed: nothing is started
+    assert reads.reads == []

@@ -31,7 +31,7 @@ from ecsrole.kube import KubeError
 from ecsrole.reconciler import Resource
 from ecsrole.sweeper import Sweeper
 from tests.unit import factories
-from tests.unit.fakes import FakeContext
+from tests.unit.fakes import Clock, FakeContext
 
 pytestmark = pytest.mark.unit
 
@@ -365,3 +365,38 @@ def test_each_account_is_swept_over_and_over_and_a_failing_sweep_is_retried(
     assert failed == ["drift sweep failed", "drift sweep crashed"]
     assert world.iam.reads()[:3] == ["read_roles_bulk"] * 3  # then maybe more: it loops
     assert world.condition("web", "Ready")["status"] == "True"
+
+
+def test_no_sweep_reads_an_account_while_its_seed_read_is_fresh(pool: ThreadPoolExecutor) -> None:
+    """After a start or takeover the resumed objects are judged against the Seeder's bulk read;
+    the account's first sweep comes one interval after that read, not a second read at once."""
+    world = World(pool, interval=0.05)
+    world.managed("web")
+    world.managed("api", account_id=PER_ROLE_ACCOUNT)
+    clock = Clock()
+    world.context.clock = clock
+    seeds = sweeper.Seeder(world.context)
+    seeds._read_at[ACCOUNT_ID] = clock()  # the seed read of the bulk account just began
+    world.context.seeds = seeds
+
+    def swept(call: str) -> int:
+        return world.iam.reads().count(call)
+
+    async def run_loops() -> tuple[int, int]:
+        stop = asyncio.Event()
+        tasks = world.sweeper.start(stop)
+        try:
+            while swept("read_roles_each") < 3:  # the other account is swept over and over
+                await asyncio.sleep(0.01)
+            seeded_account_reads = swept("read_roles_bulk")
+            clock.now += 0.05  # one interval after the seed read
+            while swept("read_roles_bulk") == 0:
+                await asyncio.sleep(0.01)
+            return seeded_account_reads, swept("read_roles_bulk")
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=DEADLINE)
+
+    before, after = asyncio.run(asyncio.wait_for(run_loops(), timeout=DEADLINE))
+    assert before == 0
+    assert after >= 1

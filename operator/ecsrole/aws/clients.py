@@ -4,7 +4,9 @@ Memory matters with hundreds of accounts: a boto3 Session per account costs abou
 iam+sts pair, while botocore sessions sharing one `data_loader` cost under 1 MB (DESIGN
 section 6). So there is one base botocore session (the operator's own credentials, from the
 standard chain: environment, IRSA web identity, EKS Pod Identity, ...) and one light session
-per account whose credentials refresh themselves through STS AssumeRole.
+per account whose credentials refresh themselves through STS AssumeRole. That one loader keeps
+only what the operator's clients use (`LeanJSONFileLoader`): botocore's endpoints.json for
+every AWS service was 7 MB of Python objects, the IAM model's documentation 1.8 MB.
 
 Every HTTP attempt, retries included, passes two hooks registered here and nowhere else: the
 per-account rate limiter (`before-send`) and the call counter (`needs-retry`, which botocore
@@ -17,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import xml.etree.ElementTree as ETree
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import botocore.loaders
+import botocore.parsers
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
@@ -43,6 +48,92 @@ CLIENT_CONFIG = Config(
 )
 # Long polls hold the connection for up to 20 s.
 SQS_CLIENT_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=40))
+
+
+# The services the operator creates clients for; the loader drops the others' endpoint data.
+SERVICES = frozenset({"iam", "sts", "sqs"})
+
+
+def _without_documentation(model: Any) -> Any:
+    """A service model without its "documentation" strings (only docstrings ever read them)."""
+    if isinstance(model, dict):
+        return {k: _without_documentation(v) for k, v in model.items() if k != "documentation"}
+    if isinstance(model, list):
+        return [_without_documentation(v) for v in model]
+    return model
+
+
+class LeanJSONFileLoader(botocore.loaders.JSONFileLoader):
+    """botocore's file loader, keeping in memory only what the operator's clients need.
+
+    - endpoints.json (the legacy endpoint data of every AWS service in every partition, which
+      a session loads for its endpoint resolver) keeps only SERVICES;
+    - service models (service-2) lose their documentation.
+
+    Both are loaded once per process and kept for its lifetime by the shared loader.
+    """
+
+    def load_file(self, file_path: str) -> Any:
+        data = super().load_file(file_path)
+        if data is None:
+            return None
+        name = file_path.rsplit("/", 1)[-1]
+        if name == "endpoints" and isinstance(data.get("partitions"), list):
+            for partition in data["partitions"]:
+                services = partition.get("services") or {}
+                partition["services"] = {k: v for k, v in services.items() if k in SERVICES}
+        elif name == "service-2":
+            data = _without_documentation(data)
+        return data
+
+
+def lean_loader() -> botocore.loaders.Loader:
+    """A data loader like botocore's default (same search path), with the lean file loader."""
+    return botocore.loaders.Loader(file_loader=LeanJSONFileLoader())
+
+
+# Bytes of XML handed to expat at a time. expat runs in C with the GIL held for the whole of
+# one feed: one 5 MB GetAccountAuthorizationDetails page in one feed held it for 50-100 ms,
+# stalling the event loop; 64 KiB take about a millisecond each.
+XML_SLICE_BYTES = 64 * 1024
+
+
+class CooperativeQueryParser(botocore.parsers.QueryParser):
+    """botocore's parser of IAM's and STS's XML responses, feeding expat in slices.
+
+    Between two slices the worker thread runs Python again, so the interpreter can hand the
+    GIL to the event loop thread (every `sys.getswitchinterval()`, 5 ms) instead of after the
+    whole document. The tree built is the same; only the feeding differs.
+    """
+
+    def _parse_xml_string_to_dom(self, xml_string: bytes) -> Any:
+        try:
+            # The parser botocore itself uses for these responses (expat, entity expansion
+            # bounded by Python's own limits): the slicing is the only difference.
+            parser = ETree.XMLParser(target=ETree.TreeBuilder(), encoding=self.DEFAULT_ENCODING)  # noqa: S314
+            for start in range(0, len(xml_string), XML_SLICE_BYTES):
+                parser.feed(xml_string[start : start + XML_SLICE_BYTES])
+            return parser.close()
+        except ETree.ParseError as error:
+            raise botocore.parsers.ResponseParserError(
+                f"Unable to parse response ({error}), invalid XML received. Further retries "
+                f"may succeed:\n{xml_string!r}"
+            ) from error
+
+
+class CooperativeParserFactory(botocore.parsers.ResponseParserFactory):
+    """botocore's parser factory, with the cooperative parser for the query protocol."""
+
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "query":
+            # The defaults botocore's factory was given (timestamp and blob parsers).
+            return CooperativeQueryParser(**getattr(self, "_defaults", {}))
+        return super().create_parser(protocol_name)
+
+
+def _share_components(session: botocore.session.Session, loader: Any) -> None:
+    session.register_component("data_loader", loader)
+    session.register_component("response_parser_factory", CooperativeParserFactory())
 
 
 class RateLimiter:
@@ -161,6 +252,7 @@ class ClientFactory:
         self.region = region
         self.session_name = session_name
         self._base = botocore.session.get_session()
+        _share_components(self._base, lean_loader())
         self._base.set_config_variable("region", region)
         _instrument(self._base, None)
         self._base_sts: STSClient | None = None
@@ -171,7 +263,7 @@ class ClientFactory:
         """A botocore session that reuses the base session's loaded service models."""
         session = botocore.session.Session()
         session.set_config_variable("region", self.region)
-        session.register_component("data_loader", self._base.get_component("data_loader"))
+        _share_components(session, self._base.get_component("data_loader"))
         return session
 
     def base_sts(self) -> STSClient:
