@@ -150,7 +150,8 @@ class Result:
     `remediation_failed` the aspects of out-of-band drift whose repair write failed.
     `done` False means the work is not finished and `retry_after` says when to try again.
     `detected` is drift newly found on a role that was in sync with this generation (changed
-    outside the spec), as opposed to a spec change being applied.
+    outside the spec), as opposed to a spec change being applied. `record_dropped` says the
+    recorded role went and its record is being dropped, so a re-creation follows.
     """
 
     outcome: Outcome
@@ -163,6 +164,7 @@ class Result:
     detection_source: str = "sweep"
     detection_latency: float | None = None
     remediation_failed: tuple[Aspect, ...] = ()
+    record_dropped: bool = False
 
 
 def _parse_time(value: str) -> datetime.datetime:
@@ -529,6 +531,7 @@ class Reconciler:
             events=(*_acquired_events(decision), *detection.events(detected, repaired=())),
             retry_after=RECREATE_AFTER_SECONDS if forget else None,
             done=not forget,
+            record_dropped=forget,
             **detection.fields(detected),
         )
 

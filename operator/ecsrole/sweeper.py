@@ -230,7 +230,7 @@ class Sweeper:
                     account_id=account_id,
                 )
                 await self._report(result, latest)
-                if not result.done and result.outcome.extra.get("roleId", "") is None:
+                if result.record_dropped:
                     # The record of a vanished role was dropped: no longer sweepable, so the
                     # re-creation is followed up here (kopf retries it on the handler path).
                     self._follow_up(account_id, latest.uid, result.retry_after or 1.0)
