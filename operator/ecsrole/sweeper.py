@@ -53,11 +53,14 @@ def uid_key(uid: str) -> str:
 
 
 def sweepable(resource: Resource) -> bool:
-    """Resources whose role the operator recorded and whose spec it has already handled.
+    """Resources whose role the operator recorded and whose current generation it has judged.
 
-    A resource with pending spec work (observedGeneration behind) is the kopf handler's job;
-    one being deleted is the deletion handler's; one without a recorded role was never created
-    or adopted (refused, conflicting, or not yet reconciled).
+    A resource whose generation no attempt has judged yet (observedGeneration behind) is the
+    kopf handler's job; one being deleted is the deletion handler's; one without a recorded
+    role was never created or adopted (refused, conflicting, or not yet reconciled). A judged
+    generation may still be pending in AWS (its attempt failed and kopf retries it): a sweep
+    then repairs toward that generation too, never past what its read shows (the settle window
+    only skips writes made for the generation being judged).
     """
     return (
         not resource.deleting
