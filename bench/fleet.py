@@ -39,7 +39,7 @@ from bench.stack import (
     process_rss_mb,
 )
 from tests.stack.operator import OperatorProcess
-from tests.stack.processes import eventually
+from tests.stack.processes import WaitTimeoutError, eventually
 from tests.stack.resources import SEED_POLICY, role_manifest
 
 RESULTS = Path("bench/results")
@@ -65,10 +65,11 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, interval: float 
 def _timed(check: Callable[[], bool], timeout: float, since: float | None = None) -> float | None:
     """Seconds from `since` (default now) until `check` holds; None when not within `timeout`."""
     started = time.monotonic() if since is None else since
-    while not check():
-        if time.monotonic() - started > timeout:
-            return None
-        time.sleep(0.05)
+    remaining = timeout - (time.monotonic() - started)
+    try:
+        eventually(check, what="a timed sample", timeout=max(0.0, remaining), interval=0.05)
+    except WaitTimeoutError:
+        return None
     return round(time.monotonic() - started, 3)
 
 
