@@ -277,19 +277,23 @@ def drift_repairs(stack: PeerStack, roles: list[str], timeout: float) -> list[fl
     iam = stack.moto.client("iam")
     changed: dict[str, float] = {}
     repaired: dict[str, float] = {}
-    for role in roles:
-        iam.detach_role_policy(RoleName=role, PolicyArn=SEED_POLICY)
-        changed[role] = time.monotonic()
-        deadline = time.monotonic() + DRIFT_STAGGER_SECONDS
-        while time.monotonic() < deadline:
-            for other in changed:
-                if other not in repaired and _attached(stack, other):
-                    repaired[other] = time.monotonic() - changed[other]
-            time.sleep(0.5)
-    while len(repaired) < len(roles) and any(
-        time.monotonic() - changed[r] < timeout for r in roles if r not in repaired
-    ):
-        for role in roles:
+    to_change = list(roles)
+    next_change = time.monotonic()
+
+    def waiting() -> bool:
+        return bool(to_change) or any(
+            time.monotonic() - changed[r] < timeout for r in roles if r not in repaired
+        )
+
+    # One poll loop: the changes go out on their stagger (pacing), the repairs are watched
+    # throughout (every 0.5 s: the resolution of the figure).
+    while waiting():
+        if to_change and time.monotonic() >= next_change:
+            role = to_change.pop(0)
+            iam.detach_role_policy(RoleName=role, PolicyArn=SEED_POLICY)
+            changed[role] = time.monotonic()
+            next_change = changed[role] + DRIFT_STAGGER_SECONDS
+        for role in changed:
             if role not in repaired and _attached(stack, role):
                 repaired[role] = time.monotonic() - changed[role]
         time.sleep(0.5)
