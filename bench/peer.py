@@ -24,14 +24,14 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.stack import IMAGE_ENV, dump, process_rss_mb
+from bench.stack import IMAGE_ENV, dump, process_rss_mb, quiet_for
 from tests.stack.controlplane import ControlPlane
 from tests.stack.faults import FaultProxy
 from tests.stack.kube import Kubectl
@@ -45,13 +45,44 @@ NAMESPACE = "bench"
 INTERVAL_SECONDS = 60  # ecsrole's default driftCheckInterval, and ACK's resync in the like run
 ACK_DEFAULT_RESYNC_SECONDS = 36000  # the ACK chart's reconcile.defaultResyncPeriod
 ECSROLE_CALLS_PER_SECOND = 100
-SETTLE_SECONDS = 20.0
 STEADY_SECONDS = 120.0
+#: The creation burst is over, and the rest window begins, once the operator has gone this long
+#: without a creating IAM call and without posting an Event. Neither operator does either at
+#: rest (their rest is reads, and ACK's status patches on every resync, which are what the rest
+#: window measures), so the wait ends for both, however long the burst's tail.
+BURST_QUIET_SECONDS = 10.0
+CREATING_ACTIONS = frozenset({"CreateRole", "AttachRolePolicy", "PutRolePolicy", "TagRole"})
 DRIFT_CHANGES = 10
 DRIFT_STAGGER_SECONDS = 6.0
 DEFAULTS_DRIFT_WINDOW_SECONDS = 120.0
 ACK_KIND = "roles.iam.services.k8s.aws"
 ECSROLE_KIND = "ecsexecutionroles.iam.ecsrole.dev"
+
+
+@dataclass(frozen=True)
+class AuditWrite:
+    """One write in the API server's audit log: when, by which user agent, what."""
+
+    at: float  # wall clock, seconds
+    agent: str  # the user agent's first word, e.g. "ecsrole/0.1.0" or "controller/v0.0.0"
+    verb: str
+    resource: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.agent} {self.verb} {self.resource}"
+
+    @classmethod
+    def parse(cls, event: dict[str, Any]) -> AuditWrite | None:
+        """None for what no operator did: Leases, the API server's upkeep, the bench's kubectl."""
+        agent = str(event.get("userAgent", ""))
+        resource = str(event.get("objectRef", {}).get("resource", ""))
+        if agent.startswith(("kubectl", "kube-apiserver")) or resource == "leases":
+            return None
+        at = datetime.datetime.fromisoformat(
+            event["requestReceivedTimestamp"].replace("Z", "+00:00")
+        ).timestamp()
+        return cls(at, agent.split(" ", 1)[0], str(event["verb"]), resource)
 
 
 class AuditedControlPlane(ControlPlane):
@@ -236,24 +267,29 @@ class PeerStack:
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def k8s_writes(self, since: float, until: float) -> dict[str, int]:
-        """Writes in the audit log between two wall-clock times, by user agent; Leases, the API
-        server's own upkeep and the benchmark's kubectl left out."""
-        counts: dict[str, int] = {}
+    def audit_writes(self) -> Iterator[AuditWrite]:
+        """The audit log's writes so far; Leases, the API server's own upkeep and the benchmark's
+        kubectl left out."""
         for line in self.plane.audit_log.read_text().splitlines():
-            event = json.loads(line)
-            at = datetime.datetime.fromisoformat(
-                event["requestReceivedTimestamp"].replace("Z", "+00:00")
-            ).timestamp()
-            if not since <= at < until:
-                continue
-            agent = str(event.get("userAgent", ""))
-            resource = event.get("objectRef", {}).get("resource", "")
-            if agent.startswith(("kubectl", "kube-apiserver")) or resource == "leases":
-                continue
-            key = f"{agent.split(' ', 1)[0]} {event['verb']} {resource}"
-            counts[key] = counts.get(key, 0) + 1
+            write = AuditWrite.parse(json.loads(line))
+            if write is not None:
+                yield write
+
+    def k8s_writes(self, since: float, until: float) -> dict[str, int]:
+        """Writes between two wall-clock times, by user agent, verb and resource."""
+        counts: dict[str, int] = {}
+        for write in self.audit_writes():
+            if since <= write.at < until:
+                counts[write.key] = counts.get(write.key, 0) + 1
         return counts
+
+    def burst_activity(self) -> tuple[int, int]:
+        """How many creating IAM calls and Event posts the operator has made so far."""
+        creating = sum(1 for c in self.proxy.calls() if c.action in CREATING_ACTIONS)
+        events = sum(
+            1 for w in self.audit_writes() if w.resource == "events" and w.verb == "create"
+        )
+        return creating, events
 
     def rss_mb(self) -> float:
         return round(process_rss_mb(self.pid), 1)
@@ -321,7 +357,11 @@ def peer_run(
         all_ready = time.monotonic() - started
         creation_calls = stack.iam_calls()
         creation_iam = sum(v for k, v in creation_calls.items() if k.startswith("iam:"))
-        time.sleep(SETTLE_SECONDS)
+        burst_tail = quiet_for(
+            stack.burst_activity,
+            seconds=BURST_QUIET_SECONDS,
+            what="the operator's creating IAM calls and Event posts",
+        )
         mark = stack.proxy.mark()
         rest_from = time.time()
         time.sleep(STEADY_SECONDS)
@@ -336,6 +376,7 @@ def peer_run(
             "size": size,
             "resync_seconds": resync_seconds,
             "all_ready_seconds": round(all_ready, 1),
+            "burst_tail_seconds": burst_tail,
             "iam_calls_per_role_during_creation": round(creation_iam / size, 2),
             "creation_calls_by_action": creation_calls,
             "rest_window_seconds": STEADY_SECONDS,

@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from bench.stack import (
     ACCOUNTS,
@@ -33,12 +33,16 @@ from bench.stack import (
     dump,
     manifest,
     metric,
+    quiet_for,
 )
+from ecsrole.core.model import IamAction
 from tests.stack.resources import SEED_POLICY
 
 RESULTS = Path("bench/results")
 STEADY_SECONDS = 60.0
-SETTLE_SECONDS = 17.0  # past the operator's 15 s settle window after its own writes
+# The operator's default settle window (15 s) after its own IAM writes, and a second more.
+SETTLE_SECONDS = 16.0
+IAM_WRITES = get_args(IamAction)  # every write the operator makes to IAM
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,7 +129,7 @@ def repair_latencies(stack: Stack, names: list[str], *, via_events: bool) -> lis
     return list(latencies.values())
 
 
-def wait_quiet(stack: Stack, timeout: float = 600.0) -> float:
+def wait_quiet(stack: Stack) -> float:
     """Seconds until the apiserver sees no writes for 10 s: the tail of the creation burst is over.
 
     Lease renewals (the leader's background load) and the apiserver's own endpoint writes do not
@@ -141,15 +145,18 @@ def wait_quiet(stack: Stack, timeout: float = 600.0) -> float:
             and not k.endswith(("/leases", "/endpoints"))
         )
 
-    started = time.monotonic()
-    last = writes()
-    while time.monotonic() - started < timeout:
-        time.sleep(10)
-        now = writes()
-        if now == last:
-            return round(time.monotonic() - started, 1)
-        last = now
-    raise TimeoutError(f"the apiserver was still busy after {timeout:.0f}s")
+    return quiet_for(writes, seconds=10.0, what="the apiserver's writes")
+
+
+def wait_settled(stack: Stack) -> float:
+    """Seconds until the operator's settle window has passed after its last IAM write, so a
+    sweep judges every aspect again (no write for SETTLE_SECONDS)."""
+
+    def iam_writes() -> float:
+        text = stack.metrics()
+        return sum(metric(text, "ecsrole_aws_api_calls_total", operation=op) for op in IAM_WRITES)
+
+    return quiet_for(iam_writes, seconds=SETTLE_SECONDS, what="the operator's IAM writes")
 
 
 def steady_state(stack: Stack, roles: int, seconds: float) -> dict[str, Any]:
@@ -221,7 +228,7 @@ def scale_run(
             },
         }
         result["single_apply_to_ready_seconds"] = summary(single_latencies(stack, single_samples))
-        time.sleep(SETTLE_SECONDS)
+        wait_settled(stack)
         result["quiet_after_seconds"] = wait_quiet(stack)
         result["steady_state"] = steady_state(stack, size + single_samples, STEADY_SECONDS)
         sample = [f"{prefix}-{i}" for i in range(0, size, max(1, size // drift_samples))][
@@ -244,7 +251,7 @@ def per_role_cost(size: int, workdir: Path) -> dict[str, Any]:
         prefix = f"p{uuid.uuid4().hex[:5]}"
         stack.apply(manifest(i, prefix) for i in range(size))
         stack.wait_ready(size, timeout=120 + size * 0.2)
-        time.sleep(SETTLE_SECONDS)
+        wait_settled(stack)
         steady = steady_state(stack, size, 30.0)
         return {
             "size": size,

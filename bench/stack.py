@@ -11,7 +11,7 @@ import os
 import ssl
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from tests.stack.controlplane import ControlPlane
 from tests.stack.kube import Kubectl
 from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config, metric_value
+from tests.stack.processes import eventually
 from tests.stack.resources import role_manifest
 
 NAMESPACE = "bench"
@@ -37,6 +38,38 @@ IMAGE_ENV = {
 
 
 metric = metric_value
+
+
+def quiet_for(
+    sample: Callable[[], Hashable],
+    *,
+    seconds: float,
+    what: str,
+    timeout: float = 900.0,
+    interval: float = 1.0,
+) -> float:
+    """Seconds until `sample()` (a count of some activity) has not changed for `seconds`.
+
+    How a figure waits for a burst's tail to end: on an observable, so a slow machine only
+    makes the wait longer, never the figure wrong. Polled with the stack's one poll.
+    """
+    started = time.monotonic()
+    value, since = sample(), started  # the last value, and when it was first seen
+
+    def quiet() -> bool:
+        nonlocal value, since
+        now, current = time.monotonic(), sample()
+        if current != value:
+            value, since = current, now
+        return now - since >= seconds
+
+    eventually(
+        quiet,
+        what=f"{seconds:.0f} s without a change of {what}",
+        timeout=timeout,
+        interval=interval,
+    )
+    return round(time.monotonic() - started, 1)
 
 
 def process_cpu_seconds(pid: int) -> float:
