@@ -45,22 +45,12 @@ from tests.stack.moto import DEFAULT_ACCOUNT_ID, MotoServer
 from tests.stack.operator import OperatorProcess, dev_config
 from tests.stack.processes import WaitTimeoutError, eventually
 from tests.stack.resources import role_manifest
-from tests.stack.tcpproxy import TcpProxy
+from tests.stack.tcpproxy import TcpProxy, kubeconfig_through
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PREFIX = "pickup-"
 KIND = "ecsexecutionroles.iam.ecsrole.dev"
 MODES = ("steady", "startup", "restart", "cut")
-
-
-def proxied_kubeconfig(source: Path, proxy: TcpProxy, target: Path) -> Path:
-    """`source` with its server address replaced by the proxy's (same CA, same token)."""
-    config = json.loads(source.read_text())
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    target.write_text(json.dumps(config, indent=2))
-    target.chmod(0o600)
-    return target
 
 
 def first_status(kubectl: Kubectl, namespace: str, name: str) -> bool:
@@ -94,7 +84,7 @@ class Bench:
         who = identity.install(self.kubectl, manifests.helm_binary(), workdir / "identity")
         port = int(self.plane.url.rsplit(":", 1)[1])
         self.proxy = TcpProxy("127.0.0.1", port).start()
-        kubeconfig = proxied_kubeconfig(who.kubeconfig, self.proxy, workdir / "kubeconfig")
+        kubeconfig = kubeconfig_through(self.proxy, who.kubeconfig, workdir / "kubeconfig")
         accounts = {DEFAULT_ACCOUNT_ID: {"namespaces": [f"{PREFIX}*"]}}
         self.operator = OperatorProcess(
             workdir / "operator",

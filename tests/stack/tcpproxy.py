@@ -10,8 +10,10 @@ can change the cluster while one operator cannot see it.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
+from pathlib import Path
 
 from tests.stack.processes import free_port
 
@@ -106,3 +108,14 @@ def _close(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def kubeconfig_through(proxy: TcpProxy, source: Path, target: Path) -> Path:
+    """A copy of the kubeconfig `source` at `target` that reaches its server through `proxy`
+    (same CA, same credentials: the API server's certificate is valid for 127.0.0.1)."""
+    config = json.loads(source.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    target.write_text(json.dumps(config, indent=2))
+    target.chmod(0o600)
+    return target
