@@ -84,19 +84,28 @@ class Bench:
         who = identity.install(self.kubectl, manifests.helm_binary(), workdir / "identity")
         port = int(self.plane.url.rsplit(":", 1)[1])
         self.proxy = TcpProxy("127.0.0.1", port).start()
-        kubeconfig = kubeconfig_through(self.proxy, who.kubeconfig, workdir / "kubeconfig")
+        self.kubeconfig = kubeconfig_through(self.proxy, who.kubeconfig, workdir / "kubeconfig")
+        self.lease_namespace = who.namespace
+        self.logs: list[Path] = []
+        self.operator = self.new_operator()
+        self.namespaces: list[str] = []
+
+    def new_operator(self) -> OperatorProcess:
+        """An operator with a lease of its own: one stopped right after its start may not have
+        released its lease (its SIGTERM can come during the lease acquisition), and its
+        successor must not wait for that lease to expire."""
         accounts = {DEFAULT_ACCOUNT_ID: {"namespaces": [f"{PREFIX}*"]}}
-        self.operator = OperatorProcess(
-            workdir / "operator",
+        operator = OperatorProcess(
+            self.workdir / f"operator-{len(self.logs)}",
             config=dev_config("nspickup", accounts),
-            kubeconfig=kubeconfig,
+            kubeconfig=self.kubeconfig,
             aws_env=self.moto.aws_env(),
             namespaces=[f"{PREFIX}*"],
-            lease_namespace=who.namespace,
+            lease_namespace=self.lease_namespace,
             lease_duration=300.0,  # the `cut` mode keeps it off the API server for a while
         )
-        self.operator.start()
-        self.namespaces: list[str] = []
+        self.logs.append(operator.log_path)
+        return operator.start()
 
     def close(self) -> None:
         self.operator.stop()
@@ -107,7 +116,7 @@ class Bench:
     def before(self, mode: str) -> None:
         if mode == "startup":
             self.operator.stop()
-            self.operator.start()
+            self.operator = self.new_operator()
         elif mode == "restart":
             self.plane.restart_apiserver()
 
@@ -181,10 +190,10 @@ def main() -> None:
         "missed": sum(r["served_after"] is None for r in records),
         "served_median": statistics.median(served) if served else None,
         "served_max": max(served) if served else None,
-        "namespace_watch_restarts": len(
-            log_times(bench.operator.log_path, "Restarting the watch-stream for namespaces")
+        "namespace_watch_restarts": sum(
+            len(log_times(log, "Restarting the watch-stream for namespaces")) for log in bench.logs
         ),
-        "operator_log": str(bench.operator.log_path),
+        "operator_logs": [str(log) for log in bench.logs],
         "audit_log": str(bench.plane.audit_log),
         "records": records,
     }
