@@ -91,9 +91,9 @@ class Bench:
         self.namespaces: list[str] = []
 
     def new_operator(self) -> OperatorProcess:
-        """An operator with a lease of its own: one stopped right after its start may not have
-        released its lease (its SIGTERM can come during the lease acquisition), and its
-        successor must not wait for that lease to expire."""
+        """An operator with a lease of its own, so that a successor never waits for the lease
+        of one stopped right after its start (a SIGTERM during the lease acquisition used to be
+        lost, and the process kept its lease until it was killed)."""
         accounts = {DEFAULT_ACCOUNT_ID: {"namespaces": [f"{PREFIX}*"]}}
         operator = OperatorProcess(
             self.workdir / f"operator-{len(self.logs)}",

@@ -536,7 +536,7 @@ async def run_operator(
             return 0
         if elector is None:
             metrics.leader.set(1)
-        return await _lead(context, kube, elector, namespaces)
+        return await _lead(context, kube, elector, namespaces, signalled=stop)
     finally:
         metrics.leader.set(0)
         await asyncio.gather(warming, return_exceptions=True)
@@ -549,7 +549,11 @@ async def _lead(
     kube: KubeClient,
     elector: LeaderElector | None,
     namespaces: tuple[str, ...],
+    signalled: asyncio.Event | None = None,
 ) -> int:
+    """Lead until a signal, kopf's own stop or a lost lease. `signalled` is set by a signal that
+    came while the lease was being acquired: the lease was won all the same, and without it the
+    signal would be lost (the process then ran until SIGKILL and kept its lease to the end)."""
     working = asyncio.Event()  # set to stop kopf, the sweeps and the lease renewal
     lost = False
 
@@ -582,6 +586,8 @@ async def _lead(
     # A signal while no kopf runs (waiting for the CRD) stops everything; kopf, while it runs,
     # installs handlers of its own and stops by itself, which ends the gate.
     _on_signals(working.set)
+    if signalled is not None and signalled.is_set():
+        working.set()
 
     async def serve(until: asyncio.Event) -> None:
         try:
