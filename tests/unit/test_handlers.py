@@ -420,9 +420,18 @@ def leading(memo: FakeContext, monkeypatch: pytest.MonkeyPatch) -> FakeContext:
     return memo
 
 
-def lead(context: FakeContext, elector: Elector, namespaces: tuple[str, ...] = ()) -> int:
+def lead(
+    context: FakeContext,
+    elector: Elector,
+    namespaces: tuple[str, ...] = (),
+    *,
+    signalled: bool = False,
+) -> int:
     async def run() -> int:
-        return await handlers._lead(context, None, elector, namespaces)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        if signalled:
+            stop.set()
+        return await handlers._lead(context, None, elector, namespaces, signalled=stop)  # type: ignore[arg-type]
 
     return asyncio.run(asyncio.wait_for(run(), timeout=30))
 
@@ -444,6 +453,18 @@ def test_when_kopf_stops_by_itself_everything_stops_and_the_lease_is_released(
     assert consumer.queue_url == leading.config.events_sqs_queue_url
     assert leading.seeds is not None  # resumes of this term are seeded
     assert leading.resources is None  # that run's index is no longer kept up to date
+
+
+def test_a_signal_during_the_lease_acquisition_stops_at_once_and_releases_the_lease(
+    leading: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM came while the lease was being won: it must not be lost once leading begins.
+    kopf_run = Kopf(returns_by_itself=False)
+    monkeypatch.setattr(kopf, "operator", kopf_run)
+    elector = Elector()
+    assert lead(leading, elector, signalled=True) == 0
+    assert kopf_run.runs == []
+    assert elector.released
 
 
 def test_a_lost_lease_stops_kopf_and_ends_with_status_1_without_releasing(
