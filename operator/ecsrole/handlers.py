@@ -210,6 +210,8 @@ async def login(
     if info is None:
         return None
     gate = RequestGate()
+    if memo is not None:
+        memo.kopf_requests = gate
     return kopf.AiohttpSession(
         server=info.server,
         default_namespace=info.default_namespace,
@@ -250,6 +252,8 @@ def resource_index(
     two keys: its account (what a sweep reads) and its uid (the latest copy, in O(1)). Listed
     after a start, it begins its account's seed read (`Seeder.expect`)."""
     resource = Resource.from_body(body).for_index()
+    if memo is not None:
+        memo.kopf_saw(resource.uid)  # kopf indexes every event it processes, first of all
     seeds, loop = memo.seeds if memo is not None else None, getattr(memo, "loop", None)
     if isinstance(seeds, Seeder) and loop is not None and seeds.seeding():
         # kopf may run this in its executor: the read begins on the event loop.
@@ -311,6 +315,7 @@ async def reconcile(
                 ),
                 account_id=str(resource.spec.get("accountId", "")),
             )
+        memo.kopf_saw(resource.uid)  # kopf's status patch follows; the quiet counts from here
         metrics.reconcile_duration.labels(str(reason)).observe(time.monotonic() - started)
         _apply(result, resource, body, patch)
         log.info(
