@@ -129,6 +129,11 @@ class OperatorContext:
             lock = self._locks[uid] = asyncio.Lock()
         return lock
 
+    def working_on(self, uid: str) -> bool:
+        """A handler or a sweep holds the object's lock now (no lock is made for asking)."""
+        lock = self._locks.get(uid)
+        return lock is not None and lock.locked()
+
     def forget(self, uid: str) -> None:
         """Drop what is remembered about a deleted object."""
         self._locks.pop(uid, None)

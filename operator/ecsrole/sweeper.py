@@ -186,7 +186,7 @@ class Sweeper:
             count = self._nudged.get(uid, (resource.generation, 0))[1]
             if quiet < patience * min(2**count, MAX_NUDGE_BACKOFF):
                 continue
-            if self.context.lock_for(uid).locked() or (
+            if self.context.working_on(uid) or (
                 gate is not None and gate.outstanding(resource.namespace, PLURAL, resource.name)
             ):
                 continue  # a handler or a sweep works on it, or kopf is writing it, right now
