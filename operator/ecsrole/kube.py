@@ -63,10 +63,11 @@ class RequestGate:
     flight, and a request that waited 29.9 s got 0.1 s for itself. Some of them reached the
     API server, were applied, and timed out all the same; kopf's retry of such a finalizer
     patch fails its resourceVersion test, and kopf then never runs the object's handlers
-    (docs/performance.md, "Failover at scale"). So sessions carry no total timeout of their
-    own for these requests (kopf's `request_timeout` is None), and the gate bounds each
-    request from the moment it is let in until its whole answer is read: a hung connection or
-    read still fails after `seconds`, a long queue does not. Watch streams pass untouched and
+    (docs/performance.md, "Failover at scale"). So kopf's requests carry no total timeout
+    (its `request_timeout` is None), and the gate bounds each request from the moment it is
+    let in until its whole answer is read: a hung connection or read still fails after
+    `seconds`, a long queue does not. (KubeClient's calls keep their own deadlines on top: a
+    lease renewal must end in time, however long it waited.) Watch streams pass untouched and
     keep their own timeouts. `waiting` (requests queued at the gate) tells whether a burst is
     still draining, `outstanding` whether a request about an object is queued or in flight.
     """

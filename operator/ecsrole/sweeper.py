@@ -13,6 +13,9 @@ claims on its role change (the winner's deletion finished, or it stops being a v
 kopf's event handler calls `claims_changed`, and the new winner, if it is still waiting on the
 old ranking, is reconciled at once through the same path a sweep uses. If the operator stops
 meanwhile, the resume handlers reconcile every object on the next start.
+
+And it notices objects kopf left unhandled after an answer from the API server got lost
+(`nudge_unjudged`), and makes kopf handle them; a judged object is never written to.
 """
 
 from __future__ import annotations
