@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,6 +40,10 @@ MAX_REQUESTS_IN_FLIGHT = 32
 # How long one request may take once it is through the gate: connecting, sending, and reading
 # the whole answer. The wait for the gate does not count (see RequestGate).
 REQUEST_SECONDS = 30.0
+# Answers after which kopf retries a request (kopf's api.request), like an error or a timeout.
+RETRIED_STATUSES = frozenset({403, 429})
+# Failed attempts are remembered this long (kopf's longest pause between attempts is 21 s).
+FAILURES_KEPT_SECONDS = 600.0
 # aiohttp's pool hands out idle connections first-in first-out, so a steady trickle of requests
 # keeps alive every connection a burst opened. A short keep-alive lets the pool shrink.
 KEEPALIVE_SECONDS = 2.0
@@ -69,7 +74,8 @@ class RequestGate:
     `seconds`, a long queue does not. (KubeClient's calls keep their own deadlines on top: a
     lease renewal must end in time, however long it waited.) Watch streams pass untouched and
     keep their own timeouts. `waiting` (requests queued at the gate) tells whether a burst is
-    still draining, `outstanding` whether a request about an object is queued or in flight.
+    still draining, `outstanding` whether a request about an object is queued or in flight,
+    `failed_within` whether one failed lately (kopf pauses, then tries again).
     """
 
     def __init__(self, limit: int = MAX_REQUESTS_IN_FLIGHT, seconds: float = REQUEST_SECONDS):
@@ -77,10 +83,25 @@ class RequestGate:
         self._gate = asyncio.Semaphore(limit)
         self.waiting = 0
         self._outstanding: collections.Counter[str] = collections.Counter()
+        self._failed: dict[str, float] = {}  # key -> when an attempt about it last failed
+        self.clock: Callable[[], float] = time.monotonic
 
     def outstanding(self, namespace: str, plural: str, name: str) -> bool:
         """A request about this object is queued at the gate or in flight now."""
         return f"{namespace}/{plural}/{name}" in self._outstanding
+
+    def failed_within(self, namespace: str, plural: str, name: str, seconds: float) -> bool:
+        """An attempt of a request about this object failed in the last `seconds` (an error, a
+        timeout, or an answer kopf retries after): its client may be about to try again."""
+        failed = self._failed.get(f"{namespace}/{plural}/{name}")
+        return failed is not None and self.clock() - failed < seconds
+
+    def _note_failure(self, key: str) -> None:
+        now = self.clock()
+        if len(self._failed) > 1024:
+            for old in [k for k, at in self._failed.items() if now - at > FAILURES_KEPT_SECONDS]:
+                del self._failed[old]
+        self._failed[key] = now
 
     async def middleware(
         self, request: ClientRequest, handler: ClientHandlerType
@@ -90,11 +111,17 @@ class RequestGate:
         key = object_key(request.url.path)
         self._outstanding[key] += 1
         try:
-            return await self._pass(request, handler)
+            response = await self._pass(request, handler)
+        except Exception:
+            self._note_failure(key)
+            raise
         finally:
             self._outstanding[key] -= 1
             if not self._outstanding[key]:
                 del self._outstanding[key]
+        if response.status in RETRIED_STATUSES or response.status >= 500:
+            self._note_failure(key)
+        return response
 
     async def _pass(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         self.waiting += 1

@@ -51,6 +51,9 @@ NUDGE_ANNOTATION = f"{PREFIX}/touch-dummy"
 #: A nudge that did not get an object judged is repeated after twice the wait, up to this many
 #: times the drift interval: an object kopf keeps failing on is not written every interval.
 MAX_NUDGE_BACKOFF = 32
+#: After a failed attempt of kopf's about an object, no nudge for this long: kopf pauses up to
+#: 21 s between attempts (its networking.error_backoffs), then tries again.
+RETRY_PAUSE_SECONDS = 30.0
 
 
 def account_key(account_id: str) -> str:
@@ -164,8 +167,9 @@ class Sweeper:
         follows and the object is never handled (docs/performance.md, "Failover at scale").
         Such an object has no verdict for its generation while kopf does nothing with it. One
         that stays so for a drift interval, with no handler or sweep working on it
-        (`lock_for`), no request of kopf's about it queued or in flight, and no burst queued
-        at kopf's request gate (`kube.RequestGate`), gets kopf's touch-dummy
+        (`lock_for`), no request of kopf's about it queued, in flight or failed lately (kopf
+        may be pausing before its next attempt), and no burst queued at kopf's request gate
+        (`kube.RequestGate`), gets kopf's touch-dummy
         annotation written: a watch event, which kopf handles as its own (it does the work,
         records its progress and removes the annotation). The sweeper never reconciles such an
         object itself: its status write would make kopf handle it a second time. A judged
@@ -190,9 +194,18 @@ class Sweeper:
             if quiet < patience * min(2**count, MAX_NUDGE_BACKOFF):
                 continue
             if self.context.working_on(uid) or (
-                gate is not None and gate.outstanding(resource.namespace, PLURAL, resource.name)
+                gate is not None
+                and (
+                    gate.outstanding(resource.namespace, PLURAL, resource.name)
+                    or gate.failed_within(
+                        resource.namespace,
+                        PLURAL,
+                        resource.name,
+                        max(patience, RETRY_PAUSE_SECONDS),
+                    )
+                )
             ):
-                continue  # a handler or a sweep works on it, or kopf is writing it, right now
+                continue  # a handler, a sweep or a request of kopf's (or its retry) is on it
             if await self._nudge(resource, quiet):
                 self._nudged[uid] = (resource.generation, count + 1)
                 self.context.kopf_saw(uid)  # the next wait counts from this nudge

@@ -8,7 +8,10 @@ record: the first is the client's Finished), so the client hears nothing back an
 though its write happened: the hard case for a client that retries. Other connections (those
 opened before, the watch streams, and every one after the held ones) pass untouched.
 
-`held()` says how many connections were held so far, so a test can check the fault happened.
+`held()` says how many connections were held so far, so a test can check the fault happened;
+`requests_quiet_for()` how long no client has sent a byte on any connection still open: once
+that exceeds a client's keep-alive, its pool has no idle connection left (watch streams send
+nothing after their request), so its next requests open new connections.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -63,6 +67,7 @@ class StallProxy:
         self._lock = threading.Lock()
         self._to_hold = 0
         self._held = 0
+        self._last_sent: dict[threading.Event, float] = {}  # open pair -> last client byte
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self.port = 0
@@ -86,6 +91,11 @@ class StallProxy:
     def held(self) -> int:
         with self._lock:
             return self._held
+
+    def requests_quiet_for(self) -> float:
+        with self._lock:
+            last = max(self._last_sent.values(), default=0.0)
+        return time.monotonic() - last
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -115,11 +125,23 @@ class StallProxy:
                     self._to_hold -= 1
                 self._sockets.update((client, server))
             trigger = threading.Event()
+            closed = threading.Event()
             records = _Records()
+            with self._lock:
+                self._last_sent[closed] = time.monotonic()
 
             def client_bytes(
-                data: bytes, records: _Records = records, ev: threading.Event = trigger
+                data: bytes,
+                records: _Records = records,
+                ev: threading.Event = trigger,
+                pair: threading.Event = closed,
+                hold: bool = hold,
             ) -> None:
+                with self._lock:
+                    if pair in self._last_sent:
+                        self._last_sent[pair] = time.monotonic()
+                if not hold:
+                    return
                 records.feed(data)
                 if records.application_data >= REQUEST_RECORD and not ev.is_set():
                     ev.set()
@@ -128,12 +150,12 @@ class StallProxy:
 
             threading.Thread(
                 target=self._pump,
-                args=(client, server, client_bytes if hold else None, None),
+                args=(client, server, client_bytes, None, closed),
                 daemon=True,
             ).start()
             threading.Thread(
                 target=self._pump,
-                args=(server, client, None, trigger if hold else None),
+                args=(server, client, None, trigger if hold else None, closed),
                 daemon=True,
             ).start()
 
@@ -143,6 +165,7 @@ class StallProxy:
         target: socket.socket,
         observe: Callable[[bytes], None] | None,
         withhold: threading.Event | None,
+        closed: threading.Event,
     ) -> None:
         try:
             while True:
@@ -157,6 +180,10 @@ class StallProxy:
         except OSError:
             pass
         finally:
+            with self._lock:
+                if not closed.is_set():  # the first of the pair's two pumps to end
+                    closed.set()
+                    self._last_sent.pop(closed, None)
             for sock in (source, target):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)

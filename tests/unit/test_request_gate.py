@@ -25,7 +25,8 @@ class Request:
 
 
 class Response:
-    def __init__(self, read_seconds: float = 0.0) -> None:
+    def __init__(self, read_seconds: float = 0.0, status: int = 200) -> None:
+        self.status = status
         self.read_seconds = read_seconds
         self.read_done = False
         self.closed = False
@@ -118,6 +119,31 @@ def test_the_gate_knows_which_objects_have_a_request_outstanding() -> None:
     asyncio.run(run())
     assert not gate.outstanding("team-a", "ecsexecutionroles", "web")
     assert not gate.outstanding("team-a", "ecsexecutionroles", "api")
+
+
+def test_the_gate_remembers_failed_attempts_kopf_will_retry() -> None:
+    """kopf pauses between two attempts of a request: the object is still its work then."""
+    gate = RequestGate(limit=2, seconds=0.05)
+    now = [100.0]
+    gate.clock = lambda: now[0]
+
+    def answered(name: str, status: int) -> None:
+        path = OBJECT.replace("/web", f"/{name}")
+        asyncio.run(gate.middleware(Request(path), handler(0, Response(status=status))))  # type: ignore[arg-type]
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(gate.middleware(Request(), handler(10)))  # type: ignore[arg-type]
+    for name, status in (("busy", 503), ("slow", 429), ("denied", 403)):
+        answered(name, status)
+    for name, status in (("ok", 200), ("gone", 404), ("conflict", 422)):
+        answered(name, status)
+    failed = ["web", "busy", "slow", "denied"]
+    for name in failed:
+        assert gate.failed_within("team-a", "ecsexecutionroles", name, 30)
+    for name in ("ok", "gone", "conflict", "never-asked"):
+        assert not gate.failed_within("team-a", "ecsexecutionroles", name, 30)
+    now[0] += 30
+    assert not [n for n in failed if gate.failed_within("team-a", "ecsexecutionroles", n, 30)]
 
 
 @pytest.mark.parametrize(

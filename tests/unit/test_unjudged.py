@@ -11,6 +11,7 @@ kopf's gate; a nudge that does not help is repeated less and less often.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -39,9 +40,15 @@ class FakeGate:
     def __init__(self) -> None:
         self.waiting = 0
         self.busy: set[tuple[str, str, str]] = set()
+        #: (namespace, plural, name) -> seconds since an attempt about it failed
+        self.failed_ago: dict[tuple[str, str, str], float] = {}
 
     def outstanding(self, namespace: str, plural: str, name: str) -> bool:
         return (namespace, plural, name) in self.busy
+
+    def failed_within(self, namespace: str, plural: str, name: str, seconds: float) -> bool:
+        ago = self.failed_ago.get((namespace, plural, name))
+        return ago is not None and ago < seconds
 
 
 class FakeKube:
@@ -172,6 +179,31 @@ def test_no_nudge_while_a_handler_or_a_request_works_on_the_object_or_a_burst_qu
     world.gate.waiting = 3  # a burst is draining through kopf's gate
     assert world.later(0) == []
     world.gate.waiting = 0
+    assert world.later(0) == ["lost"]
+
+
+def test_no_nudge_while_kopf_may_still_retry_a_failed_request_about_the_object(
+    world: World,
+) -> None:
+    world.add("lost", judged=False)
+    world.clock.now += INTERVAL
+    key = (factories.NAMESPACE, PLURAL, "lost")
+    world.gate.failed_ago[key] = INTERVAL - 1  # within the wait: kopf may be pausing
+    assert world.later(0) == []
+    world.gate.failed_ago[key] = INTERVAL
+    assert world.later(0) == ["lost"]
+
+
+def test_after_a_failed_request_kopfs_longest_pause_is_waited_out_even_with_a_short_interval(
+    world: World,
+) -> None:
+    world.context.config = dataclasses.replace(world.context.config, drift_check_interval=2.0)
+    world.add("lost", judged=False)
+    world.clock.now += 2
+    key = (factories.NAMESPACE, PLURAL, "lost")
+    world.gate.failed_ago[key] = 21.5  # kopf pauses up to 21 s between two attempts
+    assert world.later(0) == []
+    world.gate.failed_ago[key] = sweeper.RETRY_PAUSE_SECONDS
     assert world.later(0) == ["lost"]
 
 
