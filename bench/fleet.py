@@ -280,11 +280,19 @@ def failover(workdir: Path, size: int = FAILOVER_SIZE) -> dict[str, Any]:
             role_manifest(n, n, namespace=NAMESPACE, account_id=ACCOUNTS[i % len(ACCOUNTS)])
             for i, n in enumerate(names)
         )
-        stack.wait_ready(size, timeout=1800)
+        created = stack.wait_ready(size, timeout=1800)
         from bench.run import wait_quiet
 
         wait_quiet(stack)
         assert not _leads(standby)
+        # The creation burst: kopf's API requests that timed out, and the objects the leader's
+        # safety net had to nudge because kopf had left them unhandled (ecsrole.sweeper).
+        leader_log = stack.operator.log_path.read_text(errors="replace")
+        creation = {
+            "seconds_until_all_ready_after_apply": round(created, 1),
+            "kopf_request_timeouts": leader_log.count("-> TimeoutError"),
+            "unjudged_nudges": metric(stack.metrics(), "ecsrole_unjudged_nudges_total"),
+        }
         requests_before = api_requests(stack.apiserver_metrics())
         stack.operator.kill()
         killed = time.monotonic()
@@ -314,6 +322,7 @@ def failover(workdir: Path, size: int = FAILOVER_SIZE) -> dict[str, Any]:
         return {
             "resources": size,
             "accounts": len(ACCOUNTS),
+            "creation": creation,
             "lease_duration_seconds": FAILOVER_LEASE_SECONDS,
             "seconds_until_standby_leads": round(took_over, 1),
             "seconds_until_every_object_resumed": round(time.monotonic() - killed, 1),

@@ -60,6 +60,8 @@ class OperatorContext:
         default_factory=dict
     )
     _in_sync_at: dict[str, float] = field(default_factory=dict)
+    #: uid -> when kopf last showed work on the object (an event it processed, a handler end).
+    _kopf_seen: dict[str, float] = field(default_factory=dict)
     _state_lock: threading.Lock = field(default_factory=threading.Lock)
     # The label selector of this shard (`--selector`): the API server sends only matching
     # objects, so the handlers, the index and the sweeps see only this shard's resources.
@@ -72,6 +74,8 @@ class OperatorContext:
     clock: Callable[[], float] = time.monotonic
     seeds: Any = None  # sweeper.Seeder of the current leadership term
     loop: asyncio.AbstractEventLoop | None = None  # the event loop kopf and the sweeps run on
+    #: The gate of kopf's API session (kube.RequestGate): whether requests queue at it now.
+    kopf_requests: Any = None
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; all of this is shared state, so share it.
@@ -125,11 +129,30 @@ class OperatorContext:
             lock = self._locks[uid] = asyncio.Lock()
         return lock
 
+    def working_on(self, uid: str) -> bool:
+        """A handler or a sweep holds the object's lock now (no lock is made for asking)."""
+        lock = self._locks.get(uid)
+        return lock is not None and lock.locked()
+
     def forget(self, uid: str) -> None:
         """Drop what is remembered about a deleted object."""
         self._locks.pop(uid, None)
         with self._state_lock:
             self._in_sync_at.pop(uid, None)
+            self._kopf_seen.pop(uid, None)
+
+    def kopf_saw(self, uid: str) -> None:
+        """kopf worked on the object just now (any thread: kopf may index in its executor)."""
+        now = self.clock()
+        with self._state_lock:
+            self._kopf_seen[uid] = now
+
+    def kopf_quiet_for(self, uid: str) -> float:
+        """Seconds since kopf last worked on the object; 0 the first time it is asked about one
+        kopf has not reported (the quiet is counted from then)."""
+        now = self.clock()
+        with self._state_lock:
+            return now - self._kopf_seen.setdefault(uid, now)
 
     def record_writes(
         self, account_id: str, role_name: str, aspects: Iterable[Aspect], written_for: SpecVersion

@@ -29,7 +29,7 @@ from ecsrole.aws.events import EventConsumer
 from ecsrole.context import OperatorContext
 from ecsrole.core import claims
 from ecsrole.core.constants import GROUP, PLURAL, PREFIX, VERSION
-from ecsrole.kube import KubeClient, KubeError, session_for
+from ecsrole.kube import KubeClient, KubeError, RequestGate, session_for
 from ecsrole.leader import LeaderElector, LeaseSettings
 from ecsrole.reconciler import SWITCH_ANNOTATIONS, Reconciler, Resource, Result
 from ecsrole.sweeper import Seeder, Sweeper, account_key, post_events, uid_key
@@ -193,7 +193,10 @@ def configure(*, settings: kopf.OperatorSettings, memo: OperatorContext, **kwarg
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
-    settings.networking.request_timeout = 30
+    # No total timeout on kopf's API requests: aiohttp's would count the wait at the request
+    # gate, and in a burst a finalizer patch the API server applied then timed out, which kopf
+    # never recovers from (kube.RequestGate). The gate bounds each request once it is let in.
+    settings.networking.request_timeout = None
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     # Events are posted by a few workers, not one per object. A worker lingers idle for its
     # object before its slot frees; kopf's 1 s made 8 workers post 8 Events a second, so the
@@ -257,17 +260,23 @@ def _connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | N
 
 
 @kopf.on.login(registry=registry)
-async def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSession | None:
-    """kopf's own credentials, in a session whose idle connections close quickly (see kube.py)."""
+async def login(
+    *, settings: kopf.OperatorSettings, memo: OperatorContext | None = None, **_: Any
+) -> kopf.AiohttpSession | None:
+    """kopf's own credentials, in a session whose idle connections close quickly and whose
+    requests pass a gate (see kube.py); the sweeps look at that gate (`kopf_requests`)."""
     info = _connection_info(settings)
     if info is None:
         return None
+    gate = RequestGate()
+    if memo is not None:
+        memo.kopf_requests = gate
     return kopf.AiohttpSession(
         server=info.server,
         default_namespace=info.default_namespace,
         expiration=info.expiration,
         priority=info.priority,
-        aiohttp_session=session_for(info),
+        aiohttp_session=session_for(info, gate),
     )
 
 
@@ -302,6 +311,8 @@ def resource_index(
     two keys: its account (what a sweep reads) and its uid (the latest copy, in O(1)). Listed
     after a start, it begins its account's seed read (`Seeder.expect`)."""
     resource = Resource.from_body(body).for_index()
+    if memo is not None:
+        memo.kopf_saw(resource.uid)  # kopf indexes every event it processes, first of all
     seeds, loop = memo.seeds if memo is not None else None, getattr(memo, "loop", None)
     if isinstance(seeds, Seeder) and loop is not None and seeds.seeding():
         # kopf may run this in its executor: the read begins on the event loop.
@@ -363,6 +374,7 @@ async def reconcile(
                 ),
                 account_id=str(resource.spec.get("accountId", "")),
             )
+        memo.kopf_saw(resource.uid)  # kopf's status patch follows; the quiet counts from here
         metrics.reconcile_duration.labels(str(reason)).observe(time.monotonic() - started)
         _apply(result, resource, body, patch)
         log.info(

@@ -9,7 +9,9 @@ rather than a second full Kubernetes client library.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,26 +37,116 @@ class KubeError(Exception):
 # each): 237 TLS connections for 1,000 objects, each with a 256 KiB asyncio buffer plus
 # OpenSSL's own, and glibc keeps much of that heap after the burst.
 MAX_REQUESTS_IN_FLIGHT = 32
+# How long one request may take once it is through the gate: connecting, sending, and reading
+# the whole answer. The wait for the gate does not count (see RequestGate).
+REQUEST_SECONDS = 30.0
+# Answers after which kopf retries a request (kopf's api.request), like an error or a timeout.
+RETRIED_STATUSES = frozenset({403, 429})
+# Failed attempts are remembered this long (kopf's longest pause between attempts is 21 s).
+FAILURES_KEPT_SECONDS = 600.0
 # aiohttp's pool hands out idle connections first-in first-out, so a steady trickle of requests
 # keeps alive every connection a burst opened. A short keep-alive lets the pool shrink.
 KEEPALIVE_SECONDS = 2.0
 
 
-def _bounded(limit: int) -> ClientMiddlewareType:
-    """A middleware letting at most `limit` non-watch requests reach the pool at once."""
-    gate = asyncio.Semaphore(limit)
+def _is_watch(request: ClientRequest) -> bool:
+    return request.url.query.get("watch") in ("true", "1")
 
-    async def middleware(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        if request.url.query.get("watch") in ("true", "1"):
+
+def object_key(path: str) -> str:
+    """What a request path names, as "namespace/plural/name" (a status subresource is its
+    object; a collection is "namespace/plural"); a server URL's own path prefix is ignored."""
+    named = path.rsplit("/namespaces/", 1)[-1]
+    return named.removesuffix("/status")
+
+
+class RequestGate:
+    """At most `limit` non-watch requests of a session in flight, each bounded once let in.
+
+    aiohttp's total timeout starts before a session's middlewares run, so it counts the wait
+    in this gate: in a burst of 5,000 creations thousands of requests queue behind the 32 in
+    flight, and a request that waited 29.9 s got 0.1 s for itself. Some of them reached the
+    API server, were applied, and timed out all the same; kopf's retry of such a finalizer
+    patch fails its resourceVersion test, and kopf then never runs the object's handlers
+    (docs/performance.md, "Failover at scale"). So kopf's requests carry no total timeout
+    (its `request_timeout` is None), and the gate bounds each request from the moment it is
+    let in until its whole answer is read: a hung connection or read still fails after
+    `seconds`, a long queue does not. (KubeClient's calls keep their own deadlines on top: a
+    lease renewal must end in time, however long it waited.) Watch streams pass untouched and
+    keep their own timeouts. `waiting` (requests queued at the gate) tells whether a burst is
+    still draining, `outstanding` whether a request about an object is queued or in flight,
+    `failed_within` whether one failed lately (kopf pauses, then tries again).
+    """
+
+    def __init__(self, limit: int = MAX_REQUESTS_IN_FLIGHT, seconds: float = REQUEST_SECONDS):
+        self.seconds = seconds
+        self._gate = asyncio.Semaphore(limit)
+        self.waiting = 0
+        self._outstanding: collections.Counter[str] = collections.Counter()
+        self._failed: dict[str, float] = {}  # key -> when an attempt about it last failed
+        self.clock: Callable[[], float] = time.monotonic
+
+    def outstanding(self, namespace: str, plural: str, name: str) -> bool:
+        """A request about this object is queued at the gate or in flight now."""
+        return f"{namespace}/{plural}/{name}" in self._outstanding
+
+    def failed_within(self, namespace: str, plural: str, name: str, seconds: float) -> bool:
+        """An attempt of a request about this object failed in the last `seconds` (an error, a
+        timeout, or an answer kopf retries after): its client may be about to try again."""
+        failed = self._failed.get(f"{namespace}/{plural}/{name}")
+        return failed is not None and self.clock() - failed < seconds
+
+    def _note_failure(self, key: str) -> None:
+        now = self.clock()
+        if len(self._failed) > 1024:
+            for old in [k for k, at in self._failed.items() if now - at > FAILURES_KEPT_SECONDS]:
+                del self._failed[old]
+        self._failed[key] = now
+
+    async def middleware(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        if _is_watch(request):
             return await handler(request)  # long-lived: bounding them would starve requests
-        async with gate:
-            return await handler(request)
+        key = object_key(request.url.path)
+        self._outstanding[key] += 1
+        try:
+            response = await self._pass(request, handler)
+        except Exception:
+            self._note_failure(key)
+            raise
+        finally:
+            self._outstanding[key] -= 1
+            if not self._outstanding[key]:
+                del self._outstanding[key]
+        if response.status in RETRIED_STATUSES or response.status >= 500:
+            self._note_failure(key)
+        return response
 
-    return middleware
+    async def _pass(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        self.waiting += 1
+        try:
+            await self._gate.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            async with asyncio.timeout(self.seconds):
+                response = await handler(request)
+                try:
+                    await response.read()  # the answer is read while the request holds its slot
+                except BaseException:
+                    response.close()
+                    raise
+                return response
+        finally:
+            self._gate.release()
 
 
-def session_for(info: Any) -> aiohttp.ClientSession:
-    """An aiohttp session for a kopf ConnectionInfo (TLS, token or basic auth, proxy)."""
+def session_for(info: Any, gate: RequestGate | None = None) -> aiohttp.ClientSession:
+    """An aiohttp session for a kopf ConnectionInfo (TLS, token or basic auth, proxy), its
+    non-watch requests passed through `gate` (a gate of its own when not given)."""
+    gate = gate if gate is not None else RequestGate()
+    middleware: ClientMiddlewareType = gate.middleware
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
             limit=0, ssl=info.as_ssl_context(), keepalive_timeout=KEEPALIVE_SECONDS
@@ -62,7 +154,7 @@ def session_for(info: Any) -> aiohttp.ClientSession:
         headers=info.as_http_headers(),  # bearer token or basic auth
         proxy=info.proxy_url,
         trust_env=bool(info.trust_env),
-        middlewares=(_bounded(MAX_REQUESTS_IN_FLIGHT),),
+        middlewares=(middleware,),
     )
 
 

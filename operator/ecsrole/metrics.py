@@ -130,6 +130,13 @@ event_loop_lag = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+unjudged_nudges = Counter(
+    "ecsrole_unjudged_nudges",
+    "Objects whose generation no attempt had judged, left unhandled by kopf for a while, that "
+    "the operator touched so kopf handles them (a lost answer from the API server; see "
+    "docs/performance.md).",
+    registry=REGISTRY,
+)
 leader = Gauge(
     "ecsrole_leader",
     "1 while this replica holds the leader Lease and runs reconciles and sweeps.",

@@ -13,11 +13,15 @@ claims on its role change (the winner's deletion finished, or it stops being a v
 kopf's event handler calls `claims_changed`, and the new winner, if it is still waiting on the
 old ranking, is reconciled at once through the same path a sweep uses. If the operator stops
 meanwhile, the resume handlers reconcile every object on the next start.
+
+And it notices objects kopf left unhandled after an answer from the API server got lost
+(`nudge_unjudged`), and makes kopf handle them; a judged object is never written to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import random
 import time
@@ -30,6 +34,7 @@ from ecsrole.context import OperatorContext
 from ecsrole.core import claims, cloudtrail
 from ecsrole.core.cloudtrail import RoleChange
 from ecsrole.core.config import AccountConfig
+from ecsrole.core.constants import PLURAL, PREFIX
 from ecsrole.core.model import ObservedRole
 from ecsrole.kube import KubeClient, KubeError
 from ecsrole.reconciler import Event, Observation, Reconciler, Resource, Result
@@ -40,6 +45,15 @@ log = logs.get_logger(__name__)
 FAILED_SWEEP_EXTRA_DELAY = 30.0
 # How long after a start or takeover resumed objects are answered from the seed read.
 SEED_SECONDS = 120.0
+#: The annotation a nudge writes: kopf's own touch-dummy under our prefix (its progress storage
+#: touches and clears the same key), which kopf leaves out of the essence it compares.
+NUDGE_ANNOTATION = f"{PREFIX}/touch-dummy"
+#: A nudge that did not get an object judged is repeated after twice the wait, up to this many
+#: times the drift interval: an object kopf keeps failing on is not written every interval.
+MAX_NUDGE_BACKOFF = 32
+#: After a failed attempt of kopf's about an object, no nudge for this long: kopf pauses up to
+#: 21 s between attempts (its networking.error_backoffs), then tries again.
+RETRY_PAUSE_SECONDS = 30.0
 
 
 def account_key(account_id: str) -> str:
@@ -69,13 +83,27 @@ def sweepable(resource: Resource) -> bool:
     )
 
 
+def unjudged(resource: Resource) -> bool:
+    """No attempt has judged the object's current generation, and it is not being deleted.
+
+    Every attempt of the handler, whatever its outcome (Ready, refused, failed, paused), writes
+    observedGeneration; until one does, the object is kopf's to handle.
+    """
+    return (
+        not resource.deleting and resource.status.get("observedGeneration") != resource.generation
+    )
+
+
 class Sweeper:
-    """Runs the per-account sweep loops and re-reads roles named by CloudTrail events."""
+    """Runs the per-account sweep loops and re-reads roles named by CloudTrail events; notices
+    objects kopf left unhandled (`nudge_unjudged`)."""
 
     def __init__(self, context: OperatorContext, kube: KubeClient) -> None:
         self.context = context
         self.kube = kube
         self._waking: dict[str, asyncio.Task[None]] = {}
+        #: uid -> (generation, nudges so far) of objects nudged and not judged since.
+        self._nudged: dict[str, tuple[int, int]] = {}
 
     def _resources(self, account_id: str) -> list[Resource]:
         index = self.context.resources
@@ -111,9 +139,103 @@ class Sweeper:
         tasks (it would wait 5 s for them before cancelling); the caller sets `stop`.
         """
         return [
-            asyncio.create_task(self._account_loop(account, stop), name=f"sweep-{account_id}")
-            for account_id, account in self.context.config.accounts.items()
+            *(
+                asyncio.create_task(self._account_loop(account, stop), name=f"sweep-{account_id}")
+                for account_id, account in self.context.config.accounts.items()
+            ),
+            asyncio.create_task(self._unjudged_loop(stop), name="unjudged"),
         ]
+
+    async def _unjudged_loop(self, stop: asyncio.Event) -> None:
+        interval = self.context.config.drift_check_interval
+        while not stop.is_set():
+            await _sleep_or_stop(stop, interval / 2)
+            if stop.is_set():
+                return
+            try:
+                await self.nudge_unjudged()
+            except Exception:
+                log.exception("looking for unjudged objects crashed")
+
+    async def nudge_unjudged(self) -> int:
+        """Touch each object kopf left unhandled, so that kopf handles it; returns how many.
+
+        kopf handles an object only when a watch event of it arrives. Some answers from the API
+        server get lost: a finalizer patch the server applied but whose answer timed out is
+        retried, the retry fails its resourceVersion test, and kopf then goes through the
+        object's next event without running its handlers and writes nothing, so no event
+        follows and the object is never handled (docs/performance.md, "Failover at scale").
+        Such an object has no verdict for its generation while kopf does nothing with it. One
+        that stays so for a drift interval, with no handler or sweep working on it
+        (`lock_for`), no request of kopf's about it queued, in flight or failed lately (kopf
+        may be pausing before its next attempt), and no burst queued at kopf's request gate
+        (`kube.RequestGate`), gets kopf's touch-dummy
+        annotation written: a watch event, which kopf handles as its own (it does the work,
+        records its progress and removes the annotation). The sweeper never reconciles such an
+        object itself: its status write would make kopf handle it a second time. A judged
+        object is never touched, so nothing is written at rest.
+        """
+        index = self.context.resources
+        if index is None:
+            return 0
+        gate = self.context.kopf_requests
+        if gate is not None and gate.waiting:
+            return 0  # a burst is draining: its objects are kopf's work in progress
+        patience = self.context.config.drift_check_interval
+        waiting = {r.uid: r for rs in list(index.values()) for r in rs if unjudged(r)}
+        for uid in list(self._nudged):
+            latest = waiting.get(uid)
+            if latest is None or latest.generation != self._nudged[uid][0]:
+                del self._nudged[uid]  # judged, gone, or a new generation: kopf's again
+        nudged = 0
+        for uid, resource in waiting.items():
+            quiet = self.context.kopf_quiet_for(uid)
+            count = self._nudged.get(uid, (resource.generation, 0))[1]
+            if quiet < patience * min(2**count, MAX_NUDGE_BACKOFF):
+                continue
+            if self.context.working_on(uid) or (
+                gate is not None
+                and (
+                    gate.outstanding(resource.namespace, PLURAL, resource.name)
+                    or gate.failed_within(
+                        resource.namespace,
+                        PLURAL,
+                        resource.name,
+                        max(patience, RETRY_PAUSE_SECONDS),
+                    )
+                )
+            ):
+                continue  # a handler, a sweep or a request of kopf's (or its retry) is on it
+            if await self._nudge(resource, quiet):
+                self._nudged[uid] = (resource.generation, count + 1)
+                self.context.kopf_saw(uid)  # the next wait counts from this nudge
+                nudged += 1
+        return nudged
+
+    async def _nudge(self, resource: Resource, quiet: float) -> bool:
+        with logs.bound(
+            namespace=resource.namespace,
+            name=resource.name,
+            account_id=resource.spec.get("accountId"),
+            role_name=resource.spec.get("roleName"),
+        ):
+            now = datetime.datetime.now(datetime.UTC).isoformat()
+            try:
+                await self.kube.patch_object(
+                    resource.namespace,
+                    resource.name,
+                    {"metadata": {"annotations": {NUDGE_ANNOTATION: now}}},
+                )
+            except KubeError as error:
+                log.warning("could not nudge an unhandled object", error=str(error))
+                return False
+            metrics.unjudged_nudges.inc()
+            log.warning(
+                "no attempt judged this generation and kopf left the object alone: nudged it",
+                generation=resource.generation,
+                quiet_seconds=round(quiet, 1),
+            )
+            return True
 
     async def _account_loop(self, account: AccountConfig, stop: asyncio.Event) -> None:
         interval = self.context.config.drift_check_interval

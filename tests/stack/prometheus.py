@@ -45,6 +45,7 @@ METRICS_CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "ecsrole_drift_detection_latency_seconds": ("histogram", frozenset({"source"})),
     "ecsrole_managed_roles": ("gauge", frozenset({"account_id"})),
     "ecsrole_event_loop_lag_seconds": ("histogram", frozenset()),
+    "ecsrole_unjudged_nudges_total": ("counter", frozenset()),
     "ecsrole_leader": ("gauge", frozenset()),
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

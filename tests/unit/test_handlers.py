@@ -26,9 +26,10 @@ from ecsrole.core import constants
 from ecsrole.core.config import OperatorConfig
 from ecsrole.core.model import ObservedRole, Operation
 from ecsrole.reconciler import Observation, Resource
+from ecsrole.sweeper import NUDGE_ANNOTATION
 from tests.unit import factories
 from tests.unit.fake_iam import FakeIam
-from tests.unit.fakes import FakeContext
+from tests.unit.fakes import Clock, FakeContext
 
 pytestmark = pytest.mark.unit
 
@@ -568,3 +569,27 @@ def test_objects_outside_the_watched_namespaces_are_left_to_their_own_operator(
 
     assert kube.object_patches == []
     assert memo.fake.iam.observe("web-exec") is not None
+
+
+def test_kopfs_requests_have_no_total_timeout_and_the_nudge_is_kopfs_own_touch(
+    memo: FakeContext,
+) -> None:
+    """A total timeout would count the wait at the request gate (kube.RequestGate bounds each
+    request once let in); a nudge writes the key kopf's progress storage touches and clears."""
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings=settings, memo=memo, resource_index={}, role_claims={})
+    assert settings.networking.request_timeout is None
+    storage = settings.persistence.progress_storage
+    assert isinstance(storage, kopf.AnnotationsProgressStorage)
+    assert f"{storage.prefix}/{storage.touch_key}" == NUDGE_ANNOTATION
+
+
+def test_indexing_an_event_is_kopf_working_on_the_object(memo: FakeContext) -> None:
+    clock = Clock()
+    memo.clock = clock
+    memo.kopf_saw("uid-web")
+    clock.now += 50
+    assert memo.kopf_quiet_for("uid-web") == 50
+    item = body()
+    handlers.resource_index(body=item, spec=item["spec"], memo=memo)
+    assert memo.kopf_quiet_for("uid-web") == 0
