@@ -78,9 +78,10 @@ async def observe(
         )
     )
     await asyncio.wait_for(done.wait(), timeout=30)
-    # Each namespace's event is handled by a worker of its own: let them all finish.
-    for _ in range(100):
-        await asyncio.sleep(0.01)
+    # Each namespace's event is handled by a worker of its own, which needs only a few turns of
+    # the event loop (no timer): give them 200 turns, however slow the machine.
+    for _ in range(200):
+        await asyncio.sleep(0)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
