@@ -466,7 +466,9 @@ def peer_sections() -> list[str]:
         "`--reconcile-default-resync-seconds` equal to ecsrole's drift interval (60 s), and once "
         "more at its default (10 h). ecsrole runs with maxCallsPerSecond "
         f"{100} (its default of 10 bounds its creation speed at about 3 roles/s). The ratio "
-        "column is ACK's figure divided by ecsrole's (above 1: ecsrole needs less).",
+        "column is ACK's figure divided by ecsrole's (above 1: ecsrole needs less). The rest "
+        "window begins once the creation burst's tail is over: 10 s in which the operator made "
+        "no creating IAM call and posted no Event (`bench.stack.quiet_for`).",
         "",
     ]
     for size in (200, 1000):
