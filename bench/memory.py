@@ -1,4 +1,4 @@
-"""Where the operator's memory goes at 1,000 resources: the probe behind docs/performance.md's
+"""Where the operator's memory goes at 1,000 resources: the probe behind docs/performance-analysis.md's
 profiling notes.
 
     .venv/bin/python -m bench.memory [--size 1000] [--tracemalloc [--frames N]]

@@ -218,6 +218,7 @@ def scale_run(
         usage1 = stack.usage()
         result: dict[str, Any] = {
             "size": size,
+            "machine": machine(),  # the report names the machine the figures came from
             "accounts": len(ACCOUNTS),
             "max_calls_per_second_per_account": CALLS_PER_SECOND,
             "all_ready_seconds": round(ready_seconds, 1),

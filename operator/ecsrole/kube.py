@@ -68,7 +68,7 @@ class RequestGate:
     flight, and a request that waited 29.9 s got 0.1 s for itself. Some of them reached the
     API server, were applied, and timed out all the same; kopf's retry of such a finalizer
     patch fails its resourceVersion test, and kopf then never runs the object's handlers
-    (docs/performance.md, "Failover at scale"). So kopf's requests carry no total timeout
+    (docs/performance-analysis.md, "Failover at scale"). So kopf's requests carry no total timeout
     (its `request_timeout` is None), and the gate bounds each request from the moment it is
     let in until its whole answer is read: a hung connection or read still fails after
     `seconds`, a long queue does not. (KubeClient's calls keep their own deadlines on top: a

@@ -134,7 +134,7 @@ unjudged_nudges = Counter(
     "ecsrole_unjudged_nudges",
     "Objects whose generation no attempt had judged, left unhandled by kopf for a while, that "
     "the operator touched so kopf handles them (a lost answer from the API server; see "
-    "docs/performance.md).",
+    "docs/performance-analysis.md).",
     registry=REGISTRY,
 )
 leader = Gauge(

@@ -164,7 +164,7 @@ class Sweeper:
         server get lost: a finalizer patch the server applied but whose answer timed out is
         retried, the retry fails its resourceVersion test, and kopf then goes through the
         object's next event without running its handlers and writes nothing, so no event
-        follows and the object is never handled (docs/performance.md, "Failover at scale").
+        follows and the object is never handled (docs/performance-analysis.md, "Failover at scale").
         Such an object has no verdict for its generation while kopf does nothing with it. One
         that stays so for a drift interval, with no handler or sweep working on it
         (`lock_for`), no request of kopf's about it queued, in flight or failed lately (kopf

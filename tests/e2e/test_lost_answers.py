@@ -1,7 +1,7 @@
 """End to end: objects whose finalizer patch the API server applied but never answered.
 
 In a burst of 5,000 creations some of kopf's finalizer patches timed out after the API server
-had applied them (docs/performance.md, "Failover at scale"). kopf retries such a patch, the
+had applied them (docs/performance-analysis.md, "Failover at scale"). kopf retries such a patch, the
 retry fails its resourceVersion test, and kopf then skips the object's handlers on the next
 event and writes nothing, so no event follows: the object keeps the finalizer and nothing else,
 for good. Here a TCP proxy between the operator and kube-apiserver (tests/stack/stall.py)
