@@ -1,5 +1,5 @@
-"""Where the operator's memory goes at 1,000 resources: the probe behind docs/performance-analysis.md's
-profiling notes.
+"""Where the operator's memory goes at 1,000 resources: the probe behind the profiling notes in
+docs/performance-analysis.md.
 
     .venv/bin/python -m bench.memory [--size 1000] [--tracemalloc [--frames N]]
 
