@@ -120,6 +120,20 @@ class Bench:
         elif mode == "restart":
             self.plane.restart_apiserver()
 
+    def served_within(self, namespace: str, *, since: float) -> float | None:
+        """Seconds from `since` until the operator wrote the resource's first status in
+        `namespace`; None when it did not within the timeout."""
+        try:
+            eventually(
+                lambda: first_status(self.kubectl, namespace, "web"),
+                what=f"the first status in {namespace}",
+                timeout=self.args.timeout,
+                interval=0.25,
+            )
+        except WaitTimeoutError:
+            return None
+        return round(time.time() - since, 2)
+
     def iteration(self, index: int, mode: str) -> dict[str, Any]:
         name = f"{PREFIX}{uuid.uuid4().hex[:10]}"
         if mode == "cut":
@@ -134,28 +148,12 @@ class Bench:
             self.proxy.restore()
         self.namespaces.append(name)
         record: dict[str, Any] = {"index": index, "namespace": name, "created": created}
-        try:
-            eventually(
-                lambda: first_status(self.kubectl, name, "web"),
-                what=f"the first status in {name}",
-                timeout=self.args.timeout,
-                interval=0.25,
-            )
-            record["served_after"] = round(time.time() - created, 2)
-        except WaitTimeoutError:
-            record["served_after"] = None
+        record["served_after"] = self.served_within(name, since=created)
+        if record["served_after"] is None:
+            # Not served: does the namespace's own change (its deletion) get it served?
             deleted = time.time()
             self.kubectl.delete_namespace_nowait(name)
-            try:
-                eventually(
-                    lambda: first_status(self.kubectl, name, "web"),
-                    what=f"the first status in {name} after its deletion",
-                    timeout=self.args.timeout,
-                    interval=0.25,
-                )
-                record["served_after_deletion"] = round(time.time() - deleted, 2)
-            except WaitTimeoutError:
-                record["served_after_deletion"] = None
+            record["served_after_deletion"] = self.served_within(name, since=deleted)
         starts = log_times(self.operator.log_path, f"in '{name}'")
         record["watch_started_after"] = round(min(starts) - created, 2) if starts else None
         for old in self.namespaces[:-2]:
