@@ -3,6 +3,7 @@ and an OperatorContext whose AWS side is one fake adapter."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ecsrole.aws.iam import CallerIdentity
@@ -20,6 +21,20 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class WakeUps:
+    """Counts an asyncio.Condition's notify_all calls: how often its waiters were woken."""
+
+    def __init__(self, condition: asyncio.Condition) -> None:
+        self.count = 0
+        notify_all = condition.notify_all
+
+        def counted() -> None:
+            self.count += 1
+            notify_all()
+
+        condition.notify_all = counted  # type: ignore[method-assign]
 
 
 def operator_arn(account_id: str) -> str:

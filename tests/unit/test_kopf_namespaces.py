@@ -18,6 +18,7 @@ from kopf._cogs.structs import references
 from kopf._core.reactor import observation
 
 from ecsrole import handlers
+from tests.unit.fakes import WakeUps
 
 pytestmark = pytest.mark.unit
 
@@ -63,15 +64,7 @@ async def observe(
     settings.queueing.exit_timeout = 0.5
     insights = references.Insights()
     await insights.backbone.fill(resources=[NAMESPACES])
-    wakeups = 0
-    notify_all = insights.revised.notify_all
-
-    def counted() -> None:
-        nonlocal wakeups
-        wakeups += 1
-        notify_all()
-
-    insights.revised.notify_all = counted  # type: ignore[method-assign]
+    wakeups = WakeUps(insights.revised)
     task = asyncio.create_task(
         observation.namespace_observer(
             clusterwide=False, namespaces=PATTERNS, insights=insights, settings=settings
@@ -85,7 +78,7 @@ async def observe(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    return {str(n) for n in insights.namespaces}, wakeups
+    return {str(n) for n in insights.namespaces}, wakeups.count
 
 
 # At start kopf's observer lists (shared-a), then its watch lists once more: shared-b was

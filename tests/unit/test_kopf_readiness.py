@@ -10,6 +10,7 @@ import pytest
 from kopf._cogs.aiokits import aiotoggles
 
 from ecsrole import handlers
+from tests.unit.fakes import WakeUps
 
 pytestmark = pytest.mark.unit
 
@@ -27,15 +28,7 @@ def test_objects_arriving_one_by_one_wake_the_waiters_once_not_once_each() -> No
 
     async def start(objects: int) -> tuple[int, list[bool]]:
         ready = aiotoggles.ToggleSet(all)
-        wakeups = 0
-        notify_all = ready._condition.notify_all
-
-        def counted() -> None:
-            nonlocal wakeups
-            wakeups += 1
-            notify_all()
-
-        ready._condition.notify_all = counted  # type: ignore[method-assign]
+        wakeups = WakeUps(ready._condition)
         blocker = await ready.make_toggle(False, name="listing")
         released: list[bool] = []
 
@@ -53,7 +46,7 @@ def test_objects_arriving_one_by_one_wake_the_waiters_once_not_once_each() -> No
         assert released == []  # nobody runs before the listing is done
         await ready.drop_toggle(blocker)
         await asyncio.wait_for(asyncio.gather(*workers), timeout=30)
-        return wakeups, released
+        return wakeups.count, released
 
     wakeups, released = asyncio.run(start(300))
     assert len(released) == 300
