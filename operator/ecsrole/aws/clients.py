@@ -313,13 +313,17 @@ class ClientFactory:
         session._credentials = credentials  # type: ignore[attr-defined]
         limiter = RateLimiter(access.max_calls_per_second)
         _instrument(session, limiter)
+        iam = cast(
+            "IAMClient", session.create_client("iam", region_name=self.region, config=CLIENT_CONFIG)
+        )
+        # The paginator model is otherwise loaded at the first paged read, which after a start or a
+        # takeover is every account's seed read at once: each of those threads then walked the
+        # data folder's every service (list_available_services) before its first request.
+        iam.can_paginate("list_roles")
         return AccountClients(
             access=access,
             limiter=limiter,
-            iam=cast(
-                "IAMClient",
-                session.create_client("iam", region_name=self.region, config=CLIENT_CONFIG),
-            ),
+            iam=iam,
             sts=cast(
                 "STSClient",
                 session.create_client("sts", region_name=self.region, config=CLIENT_CONFIG),
