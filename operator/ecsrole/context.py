@@ -73,7 +73,6 @@ class OperatorContext:
     #: fake clock); wall-clock times (in-sync observations) stay time.time.
     clock: Callable[[], float] = time.monotonic
     seeds: Any = None  # sweeper.Seeder of the current leadership term
-    loop: asyncio.AbstractEventLoop | None = None  # the event loop kopf and the sweeps run on
     #: The gate of kopf's API session (kube.RequestGate): whether requests queue at it now.
     kopf_requests: Any = None
 
@@ -142,7 +141,7 @@ class OperatorContext:
             self._kopf_seen.pop(uid, None)
 
     def kopf_saw(self, uid: str) -> None:
-        """kopf worked on the object just now (any thread: kopf may index in its executor)."""
+        """kopf worked on the object just now (the index function, the handlers, the nudges)."""
         now = self.clock()
         with self._state_lock:
             self._kopf_seen[uid] = now

@@ -132,13 +132,15 @@ def claims(*bodies: kopf.Body, memo: FakeContext | None = None) -> dict[Any, lis
     """kopf's role_claims index over these objects, built by the index function itself."""
     index: dict[Any, list[Any]] = {}
     for item in bodies:
-        entries = handlers.role_claims(
-            uid=item["metadata"]["uid"],
-            spec=item["spec"],
-            meta=item["metadata"],
-            status=item["status"],
-            namespace=item["metadata"].get("namespace"),
-            memo=memo if memo is not None else _claims_memo(),
+        entries = asyncio.run(
+            handlers.role_claims(
+                uid=item["metadata"]["uid"],
+                spec=item["spec"],
+                meta=item["metadata"],
+                status=item["status"],
+                namespace=item["metadata"].get("namespace"),
+                memo=memo if memo is not None else _claims_memo(),
+            )
         )
         for key, value in entries.items():
             index.setdefault(key, []).append(value)
@@ -228,7 +230,7 @@ def test_clearing_kopfs_progress_keeps_the_users_switches() -> None:
 
 def test_the_sweep_index_holds_each_resource_under_its_account_and_its_uid() -> None:
     item = body()
-    entries = handlers.resource_index(body=item, spec=item["spec"])
+    entries = asyncio.run(handlers.resource_index(body=item, spec=item["spec"]))
     assert set(entries) == {ACCOUNT_ID, "uid:uid-web"}
     assert len({id(copy) for copy in entries.values()}) == 1  # one copy under both keys
     resource = entries[ACCOUNT_ID]
@@ -591,5 +593,5 @@ def test_indexing_an_event_is_kopf_working_on_the_object(memo: FakeContext) -> N
     clock.now += 50
     assert memo.kopf_quiet_for("uid-web") == 50
     item = body()
-    handlers.resource_index(body=item, spec=item["spec"], memo=memo)
+    asyncio.run(handlers.resource_index(body=item, spec=item["spec"], memo=memo))
     assert memo.kopf_quiet_for("uid-web") == 0
