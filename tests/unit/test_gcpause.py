@@ -122,3 +122,22 @@ def test_the_freezer_checkpoints_on_its_interval_and_fully_now_and_then(
 
     asyncio.run(run())
     assert checkpoints[:6] == [False, False, False, True, False, False]
+
+
+def test_survivors_of_a_collection_of_the_oldest_generation_are_frozen_within_the_block() -> None:
+    gc.unfreeze()
+    try:
+        with gcpause.freeze_after_full():
+            kept = [_Node() for _ in range(100)]
+            garbage = [weakref.ref(_Node()) for _ in range(50)]
+            frozen_before = gc.get_freeze_count()
+            gc.collect(1)  # a younger generation: nothing is frozen
+            assert gc.get_freeze_count() == frozen_before
+            gc.collect(2)
+            assert all(ref() is None for ref in garbage)
+            assert gc.get_freeze_count() >= frozen_before + len(kept)
+        gc.unfreeze()
+        gc.collect(2)  # after the block a collection freezes nothing
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
