@@ -96,14 +96,16 @@ class FakeLeaseApi:
         return [method for method, _, _ in self.requests if method != "GET"]
 
 
-def settings(identity: str, *, duration: float = 15.0, deadline: float = 10.0) -> LeaseSettings:
+def settings(
+    identity: str, *, duration: float = 15.0, deadline: float = 10.0, retry: float = RETRY
+) -> LeaseSettings:
     return LeaseSettings(
         namespace=NAMESPACE,
         name=NAME,
         identity=identity,
         lease_duration=duration,
         renew_deadline=deadline,
-        retry_period=RETRY,
+        retry_period=retry,
     )
 
 
@@ -170,6 +172,33 @@ def test_a_standby_takes_over_only_after_a_full_lease_duration_of_silence_on_its
     assert api.lease is not None
     assert api.holder() == "b"
     assert api.lease["spec"]["leaseTransitions"] == 1
+
+
+def test_a_standby_wakes_at_the_expiry_it_expects_rather_than_a_retry_period_later() -> None:
+    api, clock = FakeLeaseApi(), Clock()
+    assert attempt(elector(api, "a", clock))
+    standby = elector(api, "b", clock, retry=2.0)
+    assert standby.next_attempt_in() == 2.0  # nothing seen yet
+    assert not attempt(standby)  # the silence starts now: it expires in 15 s
+    assert standby.next_attempt_in() == 2.0
+    clock.now += 14.0
+    assert not attempt(standby)
+    wait = standby.next_attempt_in()
+    assert 1.0 < wait < 1.1  # not 2 s: the lease expires in 1 s by the standby's clock
+    clock.now += wait
+    assert attempt(standby)
+    assert api.holder() == "b"
+
+
+def test_a_standby_that_could_not_take_an_expired_lease_waits_a_retry_period() -> None:
+    api, clock = FakeLeaseApi(), Clock()
+    assert attempt(elector(api, "a", clock))
+    standby = elector(api, "b", clock, retry=2.0)
+    assert not attempt(standby)
+    clock.now += 16.0
+    api.fail_puts_with = 409
+    assert not attempt(standby)
+    assert standby.next_attempt_in() == 2.0
 
 
 @pytest.mark.parametrize(
