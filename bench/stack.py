@@ -6,6 +6,7 @@ operator reaches through moto's AssumeRole, as a central operator reaches real a
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import ssl
@@ -256,5 +257,8 @@ def delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, 
 
 
 def dump(path: Path, data: Any) -> None:
+    """Write a result, dated (UTC) so the report can say when each figure was measured."""
+    if isinstance(data, dict) and "measured_on" not in data:
+        data = {**data, "measured_on": datetime.datetime.now(datetime.UTC).date().isoformat()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
