@@ -586,16 +586,17 @@ def main() -> None:
         found = [json.loads(p.read_text()) for p in RESULTS.glob(pattern)]
         return sorted(found, key=lambda r: int(r["size"]))
 
-    # The scale runs keep the date they were measured on (the first line of the report) and
-    # the machine they ran on (in their results; older results only in the report's line).
+    # The scale runs keep the date they were measured on and the machine they ran on: in their
+    # results (`measured_on`, `machine`); results older than those fields only in the report.
     runs = load("scale-*.json")
-    measured, on = None, runs[0].get("machine") if runs else None
+    measured = runs[0].get("measured_on") if runs else None
+    on = runs[0].get("machine") if runs else None
     if DOC.exists():
         import re
 
         text = DOC.read_text()
         found = re.search(r"^Measured (\d{4}-\d{2}-\d{2})", text, re.MULTILINE)
-        measured = found.group(1) if found else None
+        measured = measured or (found.group(1) if found else None)
         line = re.search(
             r"^- (?P<cpu>.+), (?P<cores>\d+) cores, (?P<memory_gib>\d+) GiB, "
             r"Python (?P<python>\S+), Linux (?P<kernel>\S+)$",
